@@ -1,0 +1,85 @@
+"""Developer sessions. `nox -s tests` is what CI runs (see .ci/run).
+
+- tests: core + every backend in one environment, the whole suite.
+- core: the core alone (no vendor stack), its own tests.
+- backend-<name>: core + that one backend, its tests plus the core's.
+- demo: core + every backend, then the main job on a model made on the spot.
+- lint: ruff.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
+# Backends whose stacks need torch; torch is installed first from the pins so
+# that no resolver step picks a different (multi-GB) build.
+NEEDS_TORCH = {"llamacpp", "olive", "openvino", "qnn"}
+TEST_DEPS = ("pytest>=8", "jinja2", "onnx")
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def _install(session: nox.Session, backends: tuple[str, ...]) -> None:
+    session.install("-U", "pip")
+    if NEEDS_TORCH & set(backends):
+        session.install("-c", "constraints.txt", "torch", "torchvision")
+    packages = ["./packages/core[testing]"] + [f"./packages/backend-{b}" for b in backends]
+    session.install("-c", "constraints.txt", *packages, *TEST_DEPS)
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *(session.posargs or paths),
+                env=OFFLINE)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Core and every backend in one environment; the whole suite."""
+    _install(session, BACKENDS)
+    session.run("edgesmith", "backends")
+    _pytest(session, "tests")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core alone: no vendor stack installed."""
+    _install(session, ())
+    _pytest(session, "tests/core")
+
+
+def _backend_session(name: str) -> None:
+    @nox.session(name=f"backend-{name}")
+    def _session(session: nox.Session) -> None:
+        _install(session, (name,))
+        session.run("edgesmith", "backends")
+        _pytest(session, "tests/core", f"tests/backends/{name}")
+
+    _session.__doc__ = f"Core + the {name} backend alone; its tests and the core's."
+
+
+for _name in BACKENDS:
+    _backend_session(_name)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job across every installed backend, ending in a comparison table."""
+    _install(session, BACKENDS)
+    out = os.environ.get("EDGESMITH_DEMO_DIR", ".edgesmith-demo")
+    session.run("python", "-m", "edgesmith.demo", "-o", out, *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "noxfile.py")

@@ -1,0 +1,296 @@
+"""The Python API; the CLI is a thin layer over these functions.
+
+Every operation: recognise the source, check safety, choose a backend (the
+named one, or from capabilities), run its hook into a temporary directory,
+write the manifest, move the result into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import formats
+from .dispatch import Choice, choose
+from .errors import BackendError, UnsupportedError, UserError
+from .manifest import atomic_output, build_manifest, check_output, parent_record, write_manifest
+from .plugins import BackendRecord, get_manager
+from .runner import Runner
+from .types import DEVICES, FORMATS, Artifact, Context, QuantSpec, RunRequest, RunResult
+from .util import library_versions
+
+log = logging.getLogger("edgesmith")
+
+Progress = Callable[[str, "float | None", "float | None"], None]
+
+
+def backends() -> list[BackendRecord]:
+    """Every discovered backend with its status (available, unavailable, failed, disabled)."""
+    return sorted(get_manager().records.values(), key=lambda r: r.name)
+
+
+def inspect(path: str | Path) -> dict[str, Any]:
+    """Describe a model and list what installed backends can do with it."""
+    art = formats.detect(path)
+    info = formats.inspect_artifact(art)
+    offers: dict[str, dict[str, list[str]]] = {}
+    for rec in backends():
+        if not rec.info:
+            continue
+        i = rec.info
+        can = {
+            "convert": [b for a, b in i.converts if a == art.format],
+            "quantize": [b for a, b in i.quantizes if a == art.format],
+            "compile": [b for a, b in i.compiles if a == art.format],
+            "run": [art.format] if art.format in i.runs else [],
+        }
+        can = {k: v for k, v in can.items() if v}
+        if can:
+            offers[rec.name] = {**can, "status": rec.status}  # type: ignore[dict-item]
+    info["backends"] = offers
+    return info
+
+
+def _context(**kw: Any) -> Context:
+    progress = kw.pop("progress", None)
+    return Context(**kw) if progress is None else Context(progress=progress, **kw)
+
+
+def _source(path: str | Path, allow_pickle: bool) -> Artifact:
+    art = formats.detect(path)
+    formats.check_pickle(art, allow_pickle)
+    return art
+
+
+def _announce(op: str, choice: Choice) -> None:
+    log.info("using backend %s for %s: %s", choice.name, op, choice.why)
+
+
+def _produce(
+    op: str,
+    source: Artifact,
+    choice: Choice,
+    output: str | Path,
+    ctx: Context,
+    parameters: Mapping[str, Any],
+    hook_kwargs: Mapping[str, Any],
+) -> Artifact:
+    manager = get_manager()
+    info = choice.record.info
+    assert info is not None
+    final = Path(output)
+    parent = parent_record(source.path, source.format)
+    with atomic_output(final, ctx.force) as tmp:
+        t0 = time.perf_counter()
+        result = manager.call(f"edgesmith_{op}", choice.name, source=source, output=tmp, ctx=ctx,
+                              **hook_kwargs)
+        seconds = time.perf_counter() - t0
+        if result is None:
+            raise UnsupportedError(f"backend {choice.name} declined to {op} this {source.format} model")
+        if not isinstance(result, Artifact) or Path(result.path).resolve() != tmp.resolve():
+            raise BackendError(f"backend {choice.name} broke the output protocol: it must return "
+                               f"Artifact(path=output, ...) for {op}")
+        if result.format not in FORMATS:
+            raise BackendError(f"backend {choice.name} returned unknown format {result.format!r}")
+        if not any(tmp.iterdir()):
+            raise BackendError(f"backend {choice.name} wrote nothing for {op}")
+        manifest = build_manifest(
+            output=tmp,
+            fmt=result.format,
+            entry=result.entry,
+            backend=choice.name,
+            backend_version=info.version,
+            libraries=library_versions(info.libraries),
+            operation=op,
+            parameters=parameters,
+            parent=parent,
+            details=result.details,
+            seconds=seconds,
+        )
+        write_manifest(tmp, manifest)
+    return Artifact(final, result.format, result.entry, manifest, result.details)
+
+
+def convert(
+    source: str | Path,
+    to: str,
+    output: str | Path,
+    *,
+    backend: str | None = None,
+    options: Mapping[str, str] | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Convert ``source`` to format ``to`` (hf, gguf, onnx, openvino, mlx, qnn) in ``output``."""
+    if to not in FORMATS:
+        raise UserError(f"unknown format {to!r}; choose one of {', '.join(FORMATS)}")
+    check_output(Path(output), force)
+    art = _source(source, allow_pickle)
+    opts = dict(options or {})
+    if dtype:
+        opts["dtype"] = dtype
+    if art.format == to and not opts:
+        raise UserError(f"{source} is already {to}; nothing to convert (use quantize to change precision)")
+    choice = choose(get_manager(), "convert", art.format, target=to, backend=backend)
+    _announce("convert", choice)
+    ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
+                   force=force, progress=progress)
+    params = {"target": to, "options": opts}
+    return _produce("convert", art, choice, output, ctx, params,
+                    {"target": to, "options": opts})
+
+
+def quantize(
+    source: str | Path,
+    output: str | Path,
+    *,
+    bits: int | None = None,
+    group_size: int | None = None,
+    symmetric: bool | None = None,
+    method: str | None = None,
+    scheme: str | None = None,
+    activation_bits: int | None = None,
+    ratio: float | None = None,
+    calibration: str | Path | None = None,
+    spec: QuantSpec | None = None,
+    backend: str | None = None,
+    options: Mapping[str, str] | None = None,
+    force: bool = False,
+    allow_requantize: bool = False,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Quantize ``source`` into ``output``. Give ``bits`` (+ details) or a native ``scheme``."""
+    if spec is None:
+        spec = QuantSpec(bits=bits, group_size=group_size, symmetric=symmetric, method=method,
+                         activation_bits=activation_bits, ratio=ratio, calibration=calibration,
+                         native=scheme)
+    _validate_spec(spec)
+    check_output(Path(output), force)
+    art = _source(source, allow_pickle)
+    wanted = spec.native
+
+    def accepts(info: Any) -> bool:
+        return wanted is None or wanted.lower() in {s.lower() for s in info.schemes}
+
+    what = f"quantize {art.format}" + (f" with scheme {wanted}" if wanted else "")
+    choice = choose(get_manager(), "quantize", art.format, backend=backend,
+                    accept=accepts if backend is None else None, what=what)
+    _announce("quantize", choice)
+    ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
+                   force=force, allow_requantize=allow_requantize, progress=progress)
+    opts = dict(options or {})
+    params = {"spec": spec.to_dict(), "options": opts}
+    return _produce("quantize", art, choice, output, ctx, params, {"spec": spec, "options": opts})
+
+
+def _validate_spec(spec: QuantSpec) -> None:
+    if spec.bits is None and spec.native is None:
+        raise UserError("say how to quantize: give --bits N or --scheme NAME")
+    if spec.bits is not None and not 1 <= spec.bits <= 16:
+        raise UserError(f"--bits must be between 1 and 16, got {spec.bits}")
+    if spec.group_size is not None and spec.group_size < 1 and spec.group_size != -1:
+        raise UserError(f"--group-size must be a positive number (or -1 for per-channel), got {spec.group_size}")
+    if spec.ratio is not None and not 0 < spec.ratio <= 1:
+        raise UserError(f"--ratio must be in (0, 1], got {spec.ratio}")
+    if spec.calibration is not None and not spec.calibration.exists():
+        raise UserError(f"calibration {spec.calibration} does not exist; give a text file or a directory of inputs")
+
+
+def compile(  # noqa: A001 - mirrors the CLI command name
+    source: str | Path,
+    device: str,
+    output: str | Path,
+    *,
+    backend: str | None = None,
+    options: Mapping[str, str] | None = None,
+    force: bool = False,
+    allow_pickle: bool = False,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Compile ``source`` ahead of time for ``device`` (cpu, gpu, npu, auto)."""
+    device = device.lower()
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    check_output(Path(output), force)
+    art = _source(source, allow_pickle)
+    manager = get_manager()
+    try:
+        choice = choose(manager, "compile", art.format, backend=backend,
+                        accept=(lambda i: device in i.devices or "auto" in i.devices),
+                        what=f"compile {art.format} for {device}")
+    except UnsupportedError as exc:
+        notes = [f"{r.name}: {r.info.notes['compile']}" for r in manager.records.values()
+                 if r.info and "compile" in r.info.notes and art.format in r.info.runs]
+        if notes:
+            raise UnsupportedError(f"{art.format} has no compile step ({'; '.join(notes)})") from exc
+        raise
+    _announce("compile", choice)
+    ctx = _context(allow_pickle=allow_pickle, threads=threads, force=force, progress=progress)
+    opts = dict(options or {})
+    params = {"device": device, "options": opts}
+    return _produce("compile", art, choice, output, ctx, params, {"device": device, "options": opts})
+
+
+def load(
+    artifact: str | Path | Artifact,
+    *,
+    backend: str | None = None,
+    options: Mapping[str, str] | None = None,
+    threads: int | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> Runner:
+    """Load a model for generation and scoring; close the runner (or use ``with``)."""
+    art = artifact if isinstance(artifact, Artifact) else _source(artifact, allow_pickle)
+    choice = choose(get_manager(), "run", art.format, backend=backend)
+    _announce("run", choice)
+    ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads)
+    t0 = time.perf_counter()
+    runner = get_manager().call("edgesmith_run", choice.name, artifact=art,
+                                options=dict(options or {}), ctx=ctx)
+    if runner is None:
+        raise UnsupportedError(f"backend {choice.name} declined to run this {art.format} model")
+    if not isinstance(runner, Runner):
+        raise BackendError(f"backend {choice.name} returned {type(runner).__name__}, not a Runner")
+    runner.backend = choice.name
+    runner.load_s = time.perf_counter() - t0
+    return runner
+
+
+def run(
+    artifact: str | Path | Artifact,
+    prompt: str | None = None,
+    *,
+    messages: Sequence[Mapping[str, str]] | None = None,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    backend: str | None = None,
+    options: Mapping[str, str] | None = None,
+    threads: int | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Load ``artifact``, generate once, free it. For many calls use :func:`load`."""
+    if prompt is None and not messages:
+        raise UserError("no prompt given; pass a prompt or chat messages")
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}")
+    request = RunRequest(prompt=prompt, messages=tuple(messages) if messages else None,
+                         max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                         seed=seed, stop=tuple(stop))
+    with load(artifact, backend=backend, options=options, threads=threads) as runner:
+        return runner.generate(request, on_text=on_text)

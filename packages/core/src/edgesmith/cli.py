@@ -1,0 +1,404 @@
+"""The ``edgesmith`` command line: a thin layer over :mod:`edgesmith.api`.
+
+User errors print one line ``edgesmith: error: ...`` and exit 2; ``--debug``
+(or EDGESMITH_DEBUG=1) shows the traceback instead. Results go to stdout
+(``--json`` for machines); progress and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from .errors import EdgesmithError
+from .types import DEVICES, FORMATS
+
+log = logging.getLogger("edgesmith")
+
+
+_DEBUG_FLAG = False
+
+
+def _debug() -> bool:
+    return _DEBUG_FLAG or os.environ.get("EDGESMITH_DEBUG", "") not in ("", "0")
+
+
+class _Group(click.Group):
+    """Turns edgesmith errors into one line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        global _DEBUG_FLAG
+        _DEBUG_FLAG = False
+        try:
+            return super().invoke(ctx)
+        except EdgesmithError as exc:
+            if _debug():
+                raise
+            click.echo(f"edgesmith: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if _debug():
+                raise
+            click.echo("edgesmith: interrupted; no output was left behind", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if _debug():
+                raise
+            click.echo(f"edgesmith: internal error: {type(exc).__name__}: {exc} "
+                       f"(rerun with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+
+def _setup_logging() -> None:
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgesmith: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    # Unwind like Ctrl-C so temporary outputs are removed.
+    raise KeyboardInterrupt
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="edgesmith")
+def main(debug: bool) -> None:
+    """Convert, quantize, compile and run language models on edge stacks."""
+    global _DEBUG_FLAG
+    _DEBUG_FLAG = debug
+    _setup_logging()
+    if threading_main():
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# -- shared options -----------------------------------------------------------
+
+def _json_opt(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")(f)
+
+
+def _backend_opts(f: Callable) -> Callable:
+    f = click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
+                     help="Backend-specific setting (repeatable).")(f)
+    f = click.option("--backend", "-b", metavar="NAME",
+                     help="Use this backend only (default: chosen from capabilities).")(f)
+    return f
+
+
+def _output_opts(f: Callable) -> Callable:
+    f = click.option("--force", is_flag=True, help="Replace the output if it exists.")(f)
+    f = click.option("-o", "--output", required=True, type=click.Path(),
+                     help="Output directory (created; must not exist unless --force).")(f)
+    return f
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress display on stderr; yields the callback for Context.progress."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        last: list[str] = []
+
+        def plain(description: str, completed: float | None = None, total: float | None = None) -> None:
+            if not last or last[-1] != description:
+                last.append(description)
+                click.echo(f"edgesmith: {description}", err=True)
+
+        yield plain
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as prog:
+        task = prog.add_task("starting", total=None)
+
+        def update(description: str, completed: float | None = None, total: float | None = None) -> None:
+            prog.update(task, description=description, completed=completed or 0, total=total)
+
+        yield update
+
+
+def _report_artifact(art: Any, as_json: bool) -> None:
+    m = art.manifest or {}
+    if as_json:
+        _echo_json({"path": str(art.path), "format": art.format, "entry": art.entry, "manifest": m})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+    t.add_row("output", str(art.path))
+    t.add_row("format", art.format + (f" ({art.entry})" if art.entry else ""))
+    t.add_row("backend", f"{m.get('backend', {}).get('name')} {m.get('backend', {}).get('version')}")
+    t.add_row("size", _mib(m.get("size_bytes")))
+    t.add_row("took", f"{m.get('timings', {}).get('seconds', 0):.1f} s")
+    for k, v in (art.details or {}).items():
+        if isinstance(v, (str, int, float)):
+            t.add_row(k, str(v))
+    Console().print(t)
+
+
+def _mib(n: Any) -> str:
+    return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "?"
+
+
+def _opts(pairs: tuple[str, ...]) -> dict[str, str]:
+    from .util import parse_options
+
+    return parse_options(pairs)
+
+
+# -- commands -----------------------------------------------------------------
+
+@main.command()
+@_json_opt
+def backends(as_json: bool) -> None:
+    """List discovered backends, their status and what they can do."""
+    from . import api
+
+    recs = api.backends()
+    if as_json:
+        _echo_json([r.to_dict() for r in recs])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not recs:
+        click.echo("no backends installed; pip install edgesmith-llamacpp (or -olive, -openvino, -mlx, -qnn)")
+        return
+    t = Table(title="edgesmith backends")
+    for col in ("name", "status", "version", "can do", "reason"):
+        t.add_column(col)
+    for r in recs:
+        can = ""
+        if r.info:
+            from .dispatch import describe_capabilities
+
+            can = describe_capabilities([r]).split(": ", 1)[-1]
+        t.add_row(r.name, r.status, r.info.version if r.info else (r.distribution_version or ""),
+                  can, r.reason or "")
+    Console().print(t)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@_json_opt
+def inspect(path: str, as_json: bool) -> None:
+    """Identify a model (HF, GGUF, ONNX, OpenVINO IR, MLX, QNN) and what can be done with it."""
+    from . import api
+
+    info = api.inspect(path)
+    if as_json:
+        _echo_json(info)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, title=f"{path}")
+    for k, v in info.items():
+        if k in ("manifest", "backends"):
+            continue
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v)
+        t.add_row(k, _mib(v) if k == "size_bytes" else str(v))
+    m = info.get("manifest")
+    if m:
+        t.add_row("made by", f"{m['operation']['name']} with {m['backend']['name']} "
+                  f"{json.dumps(m['operation']['parameters'])}")
+        if m.get("parent"):
+            t.add_row("parent", f"{m['parent']['path']} ({m['parent']['content_hash'][:19]}…)")
+    for name, can in info["backends"].items():
+        t.add_row(f"backend {name}", ", ".join(f"{op} → {'/'.join(v)}" for op, v in can.items()
+                                                if op != "status"))
+    if not info["backends"]:
+        t.add_row("backends", "no installed backend takes this format")
+    Console().print(t)
+
+
+@main.command()
+@click.argument("source", type=click.Path())
+@click.option("--to", "target", required=True, type=click.Choice(FORMATS), help="Target format.")
+@click.option("--dtype", help="Weight type of the result (backend-specific, e.g. f16, bf16, f32, q8_0).")
+@_output_opts
+@_backend_opts
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint to run.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt/.pth).")
+@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
+@_json_opt
+def convert(source: str, target: str, dtype: str | None, output: str, force: bool,
+            backend: str | None, options: tuple[str, ...], trust_remote_code: bool,
+            allow_pickle: bool, threads: int | None, as_json: bool) -> None:
+    """Convert SOURCE to another format."""
+    from . import api
+
+    with _progress() as progress:
+        art = api.convert(source, target, output, backend=backend, options=_opts(options),
+                          dtype=dtype, force=force, trust_remote_code=trust_remote_code,
+                          allow_pickle=allow_pickle, threads=threads, progress=progress)
+    _report_artifact(art, as_json)
+
+
+@main.command()
+@click.argument("source", type=click.Path())
+@click.option("--bits", type=int, help="Weight bits (2, 3, 4, 5, 6, 8, ...).")
+@click.option("--group-size", type=int, help="Weights per quantization group (-1: per channel).")
+@click.option("--sym/--asym", "symmetric", default=None, help="Symmetric or asymmetric (zero point).")
+@click.option("--method", help="rtn, awq, gptq, hqq, imatrix, scale-estimation, dwq, ...")
+@click.option("--scheme", help="The backend's own scheme name (Q4_K_M, int4_asym, ...); wins over the above.")
+@click.option("--activation-bits", type=int, help="Static activation quantization bits (8, 16).")
+@click.option("--ratio", type=float, help="Share of layers at --bits; the rest stay wider.")
+@click.option("--calibration", type=click.Path(), help="Text file or directory of inputs for data-aware methods.")
+@_output_opts
+@_backend_opts
+@click.option("--allow-requantize", is_flag=True, help="Quantize a model that is already quantized.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt/.pth).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint to run.")
+@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
+@_json_opt
+def quantize(source: str, bits: int | None, group_size: int | None, symmetric: bool | None,
+             method: str | None, scheme: str | None, activation_bits: int | None,
+             ratio: float | None, calibration: str | None, output: str, force: bool,
+             backend: str | None, options: tuple[str, ...], allow_requantize: bool,
+             allow_pickle: bool, trust_remote_code: bool, threads: int | None,
+             as_json: bool) -> None:
+    """Quantize SOURCE: --bits N [...] or --scheme NATIVE."""
+    from . import api
+
+    with _progress() as progress:
+        art = api.quantize(source, output, bits=bits, group_size=group_size, symmetric=symmetric,
+                           method=method, scheme=scheme, activation_bits=activation_bits,
+                           ratio=ratio, calibration=calibration, backend=backend,
+                           options=_opts(options), force=force, allow_requantize=allow_requantize,
+                           allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                           threads=threads, progress=progress)
+    _report_artifact(art, as_json)
+
+
+@main.command("compile")
+@click.argument("source", type=click.Path())
+@click.option("--device", required=True, type=click.Choice(DEVICES, case_sensitive=False),
+              help="Device to compile for.")
+@_output_opts
+@_backend_opts
+@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
+@_json_opt
+def compile_(source: str, device: str, output: str, force: bool, backend: str | None,
+             options: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+    """Compile SOURCE ahead of time for a device."""
+    from . import api
+
+    with _progress() as progress:
+        art = api.compile(source, device, output, backend=backend, options=_opts(options),
+                          force=force, threads=threads, progress=progress)
+    _report_artifact(art, as_json)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.option("-p", "--prompt", help="Prompt text (with --chat: the user's message).")
+@click.option("--chat", is_flag=True, help="Use the model's chat template; interactive without -p.")
+@click.option("--system", help="System message for --chat.")
+@click.option("--max-tokens", "-n", default=128, show_default=True, type=int)
+@click.option("--temperature", "-t", default=0.0, show_default=True, type=float,
+              help="0 means greedy decoding.")
+@click.option("--top-p", default=1.0, show_default=True, type=float)
+@click.option("--top-k", default=0, show_default=True, type=int)
+@click.option("--seed", type=int, help="Seed for sampling.")
+@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@_backend_opts
+@click.option("--threads", type=click.IntRange(min=1), help="Compute threads (default: physical cores).")
+@_json_opt
+def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_tokens: int,
+        temperature: float, top_p: float, top_k: int, seed: int | None, stop: tuple[str, ...],
+        backend: str | None, options: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+    """Generate text with ARTIFACT (streams to stdout; timings to stderr)."""
+    from . import api
+    from .errors import UserError
+    from .types import RunRequest
+
+    if prompt is None and not chat:
+        raise UserError("give a prompt with -p PROMPT, or --chat for a conversation")
+    if max_tokens < 1:
+        raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if temperature < 0:
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+
+    def request(p: str | None, msgs: list[dict[str, str]] | None) -> RunRequest:
+        return RunRequest(prompt=p, messages=tuple(msgs) if msgs else None, max_tokens=max_tokens,
+                          temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop)
+
+    stream = None if as_json else (lambda s: click.echo(s, nl=False))
+    with api.load(artifact, backend=backend, options=_opts(options), threads=threads) as runner:
+        if not chat or prompt is not None:
+            msgs = messages + [{"role": "user", "content": prompt}] if chat else None
+            result = runner.generate(request(None if chat else prompt, msgs), on_text=stream)
+            if as_json:
+                _echo_json(result.to_dict())
+            else:
+                click.echo()
+                _stats(result)
+            return
+        # Interactive chat: one line per turn; an empty line or EOF ends it.
+        while True:
+            try:
+                line = input("you> ") if sys.stdin.isatty() else sys.stdin.readline()
+            except EOFError:
+                break
+            if not line or not line.strip() or line.strip() in ("/exit", "/quit"):
+                break
+            messages.append({"role": "user", "content": line.strip()})
+            if not as_json:
+                click.echo("model> ", nl=False)
+            result = runner.generate(request(None, messages), on_text=stream)
+            messages.append({"role": "assistant", "content": result.text})
+            if as_json:
+                click.echo(json.dumps(result.to_dict()))
+            else:
+                click.echo()
+                _stats(result)
+
+
+def _stats(result: Any) -> None:
+    t = result.timings
+
+    def f(v: float | None, fmt: str) -> str:
+        return fmt.format(v) if v is not None else "n/a"
+
+    click.echo(
+        f"[{result.backend}: {result.prompt_tokens} prompt + {result.generated_tokens} generated tokens"
+        f" · load {f(t.load_s, '{:.2f}')} s · TTFT {f(t.ttft_s, '{:.3f}')} s"
+        f" · prefill {f(t.prefill_tps, '{:.1f}')} tok/s · decode {f(t.decode_tps, '{:.1f}')} tok/s"
+        f" · peak RSS {f(t.peak_rss_mb, '{:.0f}')} MiB · {result.finish_reason}]",
+        err=True,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

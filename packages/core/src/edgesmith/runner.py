@@ -1,0 +1,219 @@
+"""The loaded-model interface every backend's ``edgesmith_run`` returns.
+
+A backend implements the small primitives (tokenize, detokenize, stream token
+ids, log-probabilities, chat prompt). The base class owns ``generate``: it
+times the stream and decodes text the same way for every backend, so "time to
+first token" or "decode tokens/s" mean one thing across stacks.
+"""
+
+from __future__ import annotations
+
+import abc
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import UnsupportedError, UserError
+from .types import RunRequest, RunResult, Timings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class Runner(abc.ABC):
+    """A model loaded by one backend. Use as a context manager to free it."""
+
+    #: Backend name, set by the core after loading.
+    backend: str = ""
+    #: Seconds the backend spent loading (set by the core around the hook).
+    load_s: float | None = None
+    #: Maximum sequence length the model accepts, when known.
+    context_length: int | None = None
+
+    # -- primitives a backend implements -------------------------------------
+
+    @abc.abstractmethod
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS etc. as the model does."""
+
+    @abc.abstractmethod
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """Text of ``token_ids``, skipping special tokens."""
+
+    @abc.abstractmethod
+    def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
+        """Yield generated token ids one by one.
+
+        Stop after ``request.max_tokens`` tokens or at end of sequence (do not
+        yield the end-of-sequence token). Honour temperature/top_p/top_k/seed.
+        The caller may close the generator early (stop strings).
+        """
+
+    def logprobs(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Log-softmax of next-token distributions, shape ``(len(ids), vocab)``.
+
+        Row ``i`` is the distribution of the token after ``token_ids[: i + 1]``.
+        """
+        raise UnsupportedError(f"backend {self.backend!r} cannot score tokens for this artifact")
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text for ``messages`` through the model's chat template,
+        ending with the assistant's generation prompt."""
+        raise UnsupportedError(
+            f"backend {self.backend!r} has no chat template for this model; use -p PROMPT instead"
+        )
+
+    def close(self) -> None:
+        """Free the model. Called once; later calls are not made."""
+
+    # -- provided -------------------------------------------------------------
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def prompt_ids(self, request: RunRequest) -> list[int]:
+        if request.messages:
+            return self.tokenize(self.chat_prompt(request.messages), add_special=False)
+        if request.prompt is None:
+            raise UserError("no prompt given; pass -p PROMPT or --chat")
+        return self.tokenize(request.prompt)
+
+    def generate(
+        self, request: RunRequest, on_text: Callable[[str], None] | None = None
+    ) -> RunResult:
+        """Generate for ``request``; ``on_text`` receives text pieces as they decode."""
+        if request.max_tokens < 1:
+            raise UserError(f"max_tokens must be at least 1, got {request.max_tokens}")
+        ids = self.prompt_ids(request)
+        if self.context_length and len(ids) + request.max_tokens > self.context_length:
+            raise UserError(
+                f"prompt ({len(ids)} tokens) plus max_tokens ({request.max_tokens}) exceeds the "
+                f"model's context of {self.context_length}; shorten the prompt or lower --max-tokens"
+            )
+        decoder = _IncrementalDecoder(self.detokenize)
+        out: list[int] = []
+        text = ""
+        shown = 0  # characters of text already passed to on_text
+        finish = "length"
+        t_first = t_last = None
+
+        def show(upto: int) -> None:
+            nonlocal shown
+            if on_text and upto > shown:
+                on_text(text[shown:upto])
+            shown = max(shown, upto)
+
+        t0 = time.perf_counter()
+        stream = self.stream_tokens(ids, request)
+        try:
+            for tok in stream:
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                t_last = now
+                out.append(int(tok))
+                piece = decoder.push(int(tok))
+                if piece:
+                    text += piece
+                    cut = _stop_at(text, request.stop)
+                    if cut is not None:
+                        text = text[:cut]
+                        finish = "stop"
+                        break
+                    # Hold back a tail that may be the start of a stop string.
+                    show(len(text) - _held(text, request.stop))
+                if len(out) >= request.max_tokens:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+        t_end = time.perf_counter()
+        if finish != "stop":
+            text += decoder.flush()
+            cut = _stop_at(text, request.stop)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+            else:
+                finish = "length" if len(out) >= request.max_tokens else "stop"
+        show(len(text))
+        ttft = (t_first - t0) if t_first is not None else None
+        decode = None
+        if t_first is not None and t_last is not None and len(out) > 1 and t_last > t_first:
+            decode = (len(out) - 1) / (t_last - t_first)
+        timings = Timings(
+            load_s=self.load_s,
+            ttft_s=ttft,
+            prefill_tps=(len(ids) / ttft) if ttft else None,
+            decode_tps=decode,
+            total_s=t_end - t0,
+            peak_rss_mb=peak_rss_mb(),
+        )
+        return RunResult(
+            text=text,
+            token_ids=out,
+            prompt_tokens=len(ids),
+            finish_reason=finish,
+            timings=timings,
+            backend=self.backend,
+        )
+
+
+def _stop_at(text: str, stops: Sequence[str]) -> int | None:
+    hits = [text.find(s) for s in stops if s]
+    hits = [h for h in hits if h >= 0]
+    return min(hits) if hits else None
+
+
+def _held(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest tail of ``text`` that begins some stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if s.startswith(text[-n:]):
+                best = n
+                break
+    return best
+
+
+class _IncrementalDecoder:
+    """Turns a token stream into text pieces without re-decoding everything.
+
+    Decodes a short window of recent ids and emits what grew; holds back a
+    piece that ends in an incomplete UTF-8 sequence (shown as U+FFFD).
+    """
+
+    def __init__(self, detokenize: Callable[[Sequence[int]], str]):
+        self._detok = detokenize
+        self._ids: list[int] = []
+        self._prefix = 0  # start of the decode window
+        self._read = 0  # ids already emitted as text
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        before = self._detok(self._ids[self._prefix : self._read])
+        now = self._detok(self._ids[self._prefix :])
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            piece = now[len(before) :]
+            self._prefix = self._read
+            self._read = len(self._ids)
+            return piece
+        return ""
+
+    def flush(self) -> str:
+        before = self._detok(self._ids[self._prefix : self._read])
+        now = self._detok(self._ids[self._prefix :])
+        self._read = len(self._ids)
+        return now[len(before) :] if len(now) > len(before) else ""

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+from edgesmith import Artifact, BackendInfo, hookimpl
+from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.util import check_options
+
+
+def _check() -> str | None:
+    if importlib.util.find_spec("tokenizers") is None:
+        return "the tokenizers package is missing; pip install tokenizers"
+    return None
+
+
+@hookimpl
+def edgesmith_backend() -> BackendInfo:
+    return BackendInfo(
+        name="ref",
+        version="0.1",
+        summary="numpy reference backend (tests only)",
+        quantizes=[("hf", "hf")],
+        runs=["hf"],
+        schemes=["rtn4", "rtn8"],
+        devices=["cpu"],
+        libraries=["numpy", "tokenizers"],
+        notes={"compile": "the reference backend has nothing to compile"},
+        check=_check,
+    )
+
+
+@hookimpl
+def edgesmith_quantize(source, spec, options, output, ctx):
+    if source.format != "hf":
+        return None
+    check_options(options, [], "backend ref")
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    bits = spec.bits or {"rtn4": 4, "rtn8": 8}.get((spec.native or "").lower())
+    if bits is None:
+        raise UserError(f"unknown scheme {spec.native!r} for backend ref; use rtn4 or rtn8")
+    if bits not in (4, 8):
+        raise UnsupportedError(f"backend ref quantizes to 4 or 8 bits, not {bits}")
+    group = spec.group_size or 64
+    config = json.loads((source.path / "config.json").read_text())
+    if config["hidden_size"] % group:
+        raise UserError(f"group size {group} does not divide hidden size {config['hidden_size']}; "
+                        f"choose a divisor such as 64")
+    files = sorted(source.path.glob("*.safetensors"))
+    for n, f in enumerate(files):
+        ctx.progress(f"quantizing {f.name}", n, len(files))
+        tensors = load_file(str(f))
+        out = {}
+        for name, w in tensors.items():
+            if w.ndim == 2 and w.shape[1] % group == 0:
+                g = w.reshape(w.shape[0], -1, group)
+                scale = np.abs(g).max(axis=2, keepdims=True) / (2 ** (bits - 1) - 1)
+                scale[scale == 0] = 1
+                w = (np.round(g / scale) * scale).reshape(w.shape).astype(np.float32)
+            out[name] = w
+        save_file(out, str(output / f.name))
+    for f in source.path.iterdir():
+        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "edgesmith.json":
+            shutil.copy2(f, output / f.name)
+    return Artifact(output, "hf", details={"bits": bits, "group_size": group})
+
+
+@hookimpl
+def edgesmith_run(artifact, options, ctx):
+    if artifact.format != "hf":
+        return None
+    check_options(options, [], "backend ref")
+    from .runner import NumpyRunner
+
+    return NumpyRunner(Path(artifact.path))
