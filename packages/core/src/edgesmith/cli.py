@@ -233,6 +233,9 @@ def inspect(path: str, as_json: bool) -> None:
                   f"{json.dumps(m['operation']['parameters'])}")
         if m.get("parent"):
             t.add_row("parent", f"{m['parent']['path']} ({m['parent']['content_hash'][:19]}…)")
+        for k, v in (m.get("details") or {}).items():
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
+            t.add_row(f"  {k}", text if len(text) <= 160 else text[:157] + "...")
     for name, can in info["backends"].items():
         t.add_row(f"backend {name}", ", ".join(f"{op} → {'/'.join(v)}" for op, v in can.items()
                                                 if op != "status"))
@@ -331,17 +334,25 @@ def compile_(source: str, device: str, output: str, force: bool, backend: str | 
 @click.option("--top-k", default=0, show_default=True, type=int)
 @click.option("--seed", type=int, help="Seed for sampling.")
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="Run a non-generative graph on this input array (repeatable).")
+@click.option("--save-outputs", type=click.Path(), help="With --input: write outputs as .npy here.")
 @_backend_opts
 @click.option("--threads", type=click.IntRange(min=1), help="Compute threads (default: physical cores).")
 @_json_opt
 def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_tokens: int,
         temperature: float, top_p: float, top_k: int, seed: int | None, stop: tuple[str, ...],
-        backend: str | None, options: tuple[str, ...], threads: int | None, as_json: bool) -> None:
-    """Generate text with ARTIFACT (streams to stdout; timings to stderr)."""
+        inputs: tuple[str, ...], save_outputs: str | None, backend: str | None,
+        options: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+    """Generate text with ARTIFACT (streams to stdout; timings to stderr), or run a
+    non-generative graph on --input arrays."""
     from . import api
     from .errors import UserError
     from .types import RunRequest
 
+    if inputs:
+        _infer(artifact, inputs, save_outputs, backend, _opts(options), threads, as_json)
+        return
     if prompt is None and not chat:
         raise UserError("give a prompt with -p PROMPT, or --chat for a conversation")
     if max_tokens < 1:
@@ -385,6 +396,79 @@ def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_t
                 _stats(result)
 
 
+@main.command()
+@click.option("--model", type=click.Path(), help="Model to size the recommendation for.")
+@click.option("--params", type=float, help="Parameter count instead of --model (e.g. 1.5e9).")
+@click.option("--budget-mb", type=float, help="Memory the model may use (default: half of RAM).")
+@_json_opt
+def doctor(model: str | None, params: float | None, budget_mb: float | None, as_json: bool) -> None:
+    """Describe this machine and recommend a backend, quantization and context length."""
+    from . import api, doctor as doc
+
+    machine = doc.detect_machine()
+    n, kv = doc.model_facts(model) if model else (int(params) if params else None, None)
+    installed = {r.name: r.usable for r in api.backends()}
+    rec = doc.recommend(machine, params=n, budget_mb=budget_mb, kv_bytes_per_token=kv,
+                        installed=installed)
+    backends_ = {r.name: r.status for r in api.backends()}
+    if as_json:
+        _echo_json({"machine": machine.to_dict(), "backends": backends_,
+                    "recommendation": rec.to_dict()})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, title="this machine")
+    m = machine
+    t.add_row("system", f"{m.os} {m.arch}")
+    t.add_row("cpu", m.cpu_model if m.cpu_vendor in m.cpu_model else f"{m.cpu_vendor} {m.cpu_model}".strip())
+    t.add_row("instruction sets", ", ".join(m.isa) or "-")
+    t.add_row("cores", f"{m.physical_cores} physical, {m.logical_cores} logical")
+    t.add_row("memory", f"{m.memory_bytes / 2**30:.1f} GiB" if m.memory_bytes else "?")
+    t.add_row("accelerators", ", ".join((*m.gpus, *m.npus, *m.cuda_devices)) or "none found")
+    t.add_row("backends", ", ".join(f"{k} ({v})" for k, v in backends_.items()) or "none installed")
+    t.add_row("recommended", f"{rec.backend}" + (f" · {rec.quantization}" if rec.quantization else "")
+              + (f" · context {rec.context_length}" if rec.context_length else ""))
+    t.add_row("why", rec.reason)
+    Console().print(t)
+
+
+def _infer(artifact: str, inputs: tuple[str, ...], save: str | None, backend: str | None,
+           options: dict[str, str], threads: int | None, as_json: bool) -> None:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import api
+    from .errors import UserError
+    from .util import parse_options
+
+    arrays = {}
+    for name, file in parse_options(inputs).items():
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--input {name}={file}: cannot read it as a .npy array ({exc})") from None
+    with api.load(artifact, backend=backend, options=options, threads=threads) as runner:
+        t0 = time.perf_counter()
+        outputs = runner.infer(arrays)
+        seconds = time.perf_counter() - t0
+    if save:
+        Path(save).mkdir(parents=True, exist_ok=True)
+        for name, value in outputs.items():
+            np.save(Path(save) / f"{name.replace('/', '_')}.npy", value)
+    summary = {name: {"shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)}
+               for name, v in outputs.items()}
+    result = {"backend": runner.backend, "load_s": runner.load_s, "infer_s": seconds, "outputs": summary}
+    if as_json:
+        _echo_json(result)
+        return
+    for name, s in summary.items():
+        click.echo(f"{name}: shape {s['shape']} {s['dtype']}")
+    click.echo(f"[{runner.backend}: load {runner.load_s:.2f} s · infer {seconds * 1000:.1f} ms]", err=True)
+
+
 def _stats(result: Any) -> None:
     t = result.timings
 
@@ -399,6 +483,16 @@ def _stats(result: Any) -> None:
         err=True,
     )
 
+
+def _add_optional_commands() -> None:
+    # Their modules import only click at start-up; the servers and measuring
+    # stacks load when the command runs.
+    from .serve.cli import serve
+
+    main.add_command(serve)
+
+
+_add_optional_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -99,11 +99,12 @@ def run_demo(out: Path, arch: str, tokens: int) -> list[dict[str, Any]]:
         try:
             t0 = time.perf_counter()
             base = _step(out / rec.name / "converted",
-                         lambda o: api.convert(source, fmt, o, backend=rec.name))
+                         lambda o, fmt=fmt, name=rec.name: api.convert(source, fmt, o, backend=name))
             arts = [("converted", base)]
             if quantizes:
                 arts.append(("4-bit", _step(out / rec.name / "q4",
-                                            lambda o: api.quantize(base, o, bits=4, backend=rec.name))))
+                                            lambda o, b=base, name=rec.name: api.quantize(
+                                                b, o, bits=4, backend=name))))
             for label, path in arts:
                 row = {"backend": rec.name, "format": fmt, "variant": label, "path": str(path),
                        **_measure(path, rec.name, tokens)}

@@ -72,7 +72,13 @@ class Runner(abc.ABC):
             f"backend {self.backend!r} has no chat template for this model; use -p PROMPT instead"
         )
 
-    def close(self) -> None:
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a non-generative graph (encoder, vision) on named input arrays."""
+        raise UnsupportedError(
+            f"backend {self.backend!r} runs this artifact only as a text generator; use -p PROMPT"
+        )
+
+    def close(self) -> None:  # noqa: B027 - optional override, not abstract
         """Free the model. Called once; later calls are not made."""
 
     # -- provided -------------------------------------------------------------

@@ -122,7 +122,7 @@ class BackendConformance:
             for hook in ("convert", "quantize", "compile", "run")
         }
         declared = dict(zip(("convert", "quantize", "compile", "run"),
-                            (info.converts, info.quantizes, info.compiles, info.runs)))
+                            (info.converts, info.quantizes, info.compiles, info.runs), strict=True))
         for op, decl in declared.items():
             if decl:
                 assert impls[op], f"{self.backend} declares {op} but implements no edgesmith_{op}"

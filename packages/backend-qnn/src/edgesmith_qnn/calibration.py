@@ -1,0 +1,188 @@
+"""Calibration samples for static quantization.
+
+Three sources, in this order: a directory of ``.npy`` files named after the
+graph inputs; a text file read line by line through the model's tokenizer;
+or, with neither, synthetic samples (recorded in the manifest as such).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.errors import UserError
+
+_ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
+               9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def input_specs(model: Any) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """{name: (static shape, numpy dtype)} of the real graph inputs."""
+    from .graph import dims, real_inputs
+
+    specs = {}
+    for vi in real_inputs(model):
+        elem = vi.type.tensor_type.elem_type
+        specs[vi.name] = (tuple(int(d) for d in dims(vi)), _ONNX_TO_NP.get(elem, np.float32))
+    return specs
+
+
+def from_npy_dir(directory: Path, specs: Mapping[str, tuple[tuple[int, ...], Any]],
+                 limit: int | None) -> list[dict[str, np.ndarray]]:
+    """``NAME.npy`` per input: one sample of the input's shape, or N samples
+    stacked on a new leading axis."""
+    files = {p.stem: p for p in sorted(directory.glob("*.npy"))}
+    missing = [n for n in specs if n not in files]
+    extra = sorted(set(files) - set(specs))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no file for input(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"file(s) {', '.join(e + '.npy' for e in extra)} match no input")
+        raise UserError(f"calibration directory {directory} does not match the model: "
+                        f"{'; '.join(parts)}; write one NAME.npy per input "
+                        f"({', '.join(n + '.npy' for n in specs)})")
+    stacks: dict[str, np.ndarray] = {}
+    count = None
+    for name, (shape, dtype) in specs.items():
+        try:
+            arr = np.load(files[name], allow_pickle=False)
+        except Exception as exc:
+            raise UserError(f"cannot read {files[name]} as a numpy array ({exc}); save it with numpy.save") from None
+        if arr.shape == shape:
+            arr = arr[None]
+        if arr.shape[1:] != shape:
+            raise UserError(f"{files[name].name} has shape {list(arr.shape)} but input {name!r} "
+                            f"takes {list(shape)} (or N x {list(shape)} for N samples); "
+                            f"re-save it with that shape")
+        if count is not None and arr.shape[0] != count:
+            raise UserError(f"calibration files hold different sample counts ({count} vs "
+                            f"{arr.shape[0]} in {files[name].name}); give every input the same N")
+        count = arr.shape[0]
+        stacks[name] = arr.astype(dtype, copy=False)
+    n = count or 0
+    if limit:
+        n = min(n, limit)
+    return [{k: v[i] for k, v in stacks.items()} for i in range(n)]
+
+
+def find_tokenizer(model_dir: Path, option: str | None) -> Path | None:
+    if option:
+        p = Path(option)
+        p = p / "tokenizer.json" if p.is_dir() else p
+        if not p.is_file():
+            raise UserError(f"tokenizer {option} not found; give a tokenizer.json or its directory")
+        return p
+    p = model_dir / "tokenizer.json"
+    return p if p.is_file() else None
+
+
+def encode_texts(tokenizer_path: Path, texts: list[str],
+                 specs: Mapping[str, tuple[tuple[int, ...], Any]],
+                 calibrate: bool = False) -> list[dict[str, np.ndarray]]:
+    """Token ids padded/truncated to the static sequence length of ``input_ids``."""
+    from tokenizers import Tokenizer
+
+    if "input_ids" not in specs:
+        raise UserError(f"text calibration needs an input named input_ids, the model takes "
+                        f"{', '.join(specs)}; calibrate with a directory of NAME.npy files")
+    shape, dtype = specs["input_ids"]
+    batch, seq = (shape[0], shape[-1]) if len(shape) >= 2 else (1, shape[0])
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    pad_id = tok.token_to_id("[PAD]") or tok.token_to_id("<pad>") or 0
+    rows = []
+    for t in texts:
+        full = tok.encode(t).ids[:seq]
+        variants = [full]
+        if calibrate and len(full) > 2:
+            # Also a shorter cut: the padding mask's range must be calibrated
+            # too, or padded positions are not masked after quantization.
+            variants.append(full[: max(1, len(full) // 3)])
+        for ids in variants:
+            mask = [1] * len(ids) + [0] * (seq - len(ids))
+            rows.append((ids + [pad_id] * (seq - len(ids)), mask))
+    samples = []
+    for start in range(0, len(rows) - batch + 1, batch):
+        chunk = rows[start:start + batch]
+        ids = np.array([r[0] for r in chunk]).reshape(shape).astype(dtype)
+        mask = np.array([r[1] for r in chunk]).reshape(shape)
+        sample: dict[str, np.ndarray] = {"input_ids": ids}
+        for name, (s, dt) in specs.items():
+            if name == "attention_mask":
+                sample[name] = mask.reshape(s).astype(dt)
+            elif name == "token_type_ids":
+                sample[name] = np.zeros(s, dt)
+            elif name == "position_ids":
+                sample[name] = np.broadcast_to(np.arange(s[-1]), s).astype(dt)
+            elif name != "input_ids":
+                raise UserError(f"text calibration cannot fill input {name!r}; calibrate with "
+                                f"a directory of NAME.npy files instead")
+        samples.append(sample)
+    return samples
+
+
+def synthetic(model: Any, specs: Mapping[str, tuple[tuple[int, ...], Any]], n: int,
+              seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Random samples: normal floats; token ids below the embedding table size."""
+    rng = np.random.default_rng(seed)
+    vocab = _gather_table_rows(model)
+    out = []
+    for _ in range(n):
+        sample = {}
+        for name, (shape, dtype) in specs.items():
+            if np.issubdtype(dtype, np.floating):
+                sample[name] = rng.standard_normal(shape).astype(dtype)
+            elif name == "attention_mask":
+                # Varied valid lengths, so the padding mask's range is calibrated.
+                valid = int(rng.integers(1, shape[-1] + 1))
+                mask = np.zeros(shape, dtype)
+                mask[..., :valid] = 1
+                sample[name] = mask
+            elif name in ("token_type_ids",):
+                sample[name] = np.zeros(shape, dtype)
+            elif name == "position_ids":
+                sample[name] = np.broadcast_to(np.arange(shape[-1]), shape).astype(dtype)
+            elif dtype == np.bool_:
+                sample[name] = np.ones(shape, dtype)
+            else:
+                sample[name] = rng.integers(0, vocab.get(name, 100), shape).astype(dtype)
+        out.append(sample)
+    return out
+
+
+def _gather_table_rows(model: Any) -> dict[str, int]:
+    """Rows of the embedding table each integer input indexes (its vocabulary)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    rows = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in inits:
+            rows[node.input[1]] = int(inits[node.input[0]].dims[0])
+    return rows
+
+
+class Reader:
+    """onnxruntime.quantization CalibrationDataReader over prepared samples."""
+
+    def __init__(self, samples: list[dict[str, np.ndarray]], progress: Any = None):
+        self.samples = samples
+        self.progress = progress
+        self._it: Iterator[dict[str, np.ndarray]] = iter(samples)
+        self._done = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self._it, None)
+        if item is not None and self.progress:
+            self._done += 1
+            self.progress("calibrating", self._done, len(self.samples))
+        return item
+
+    def rewind(self) -> None:
+        self._it = iter(self.samples)
+        self._done = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)

@@ -1,0 +1,82 @@
+"""Ahead-of-time compile for the NPU: EPContext model + QNN context binary."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgesmith.errors import UserError
+from edgesmith.types import Artifact, Context
+
+from . import ep, graph
+from .options import check_keys, flag
+
+
+def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
+    opts = check_keys("compile", options)
+    ep.provider_options(opts)  # validate target settings before any work
+    cpu_fallback = flag(opts, "cpu_fallback", False)
+    embed = flag(opts, "embed", False)
+    ctx.progress("reading model", None, None)
+    path, model, facts = graph.prepare(source, opts)
+    quantized = graph.is_qdq(model)
+    ep.require_float_target(path, model, opts)
+    source_nodes = len(model.graph.node)
+    dest = output / graph.MODEL_NAME
+    limit = graph.mask_value(opts)
+    rewrites: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
+        if quantized:
+            fixed = Path(tmp) / "fixed.onnx"
+            graph.save(model, fixed)
+        else:
+            # A float graph goes to the HTP as is (fp16): give it the same
+            # clean-up the quantizer's input gets.
+            fixed, rewrites = graph.simplify_for_htp(model, Path(tmp), limit)
+        del model
+        ctx.progress("preparing the graph for the HTP (QDQ session)", None, None)
+        sess, qdq_s = ep.timed_session(fixed, opts, cpu_fallback=cpu_fallback)
+        del sess
+        ctx.progress("writing the QNN context binary", None, None)
+        ep.generate_context(fixed, dest, opts, cpu_fallback=cpu_fallback, embed=embed)
+    ctx.progress("loading the EPContext model", None, None)
+    sess, ctx_s = ep.timed_session(dest, opts, cpu_fallback=cpu_fallback)
+    del sess
+    ctx_model = graph.load(dest, weights=False)
+    binaries = sorted(p.name for p in output.glob("*.bin"))
+    side = graph.copy_side_files(path.parent, output)
+    import onnxruntime_qnn
+
+    details: dict[str, Any] = {
+        "device": "npu",
+        "qnn_backend": "htp",
+        "qnn_sdk_version": getattr(onnxruntime_qnn.build_and_package_info, "qnn_version", None),
+        "soc_model": opts.get("soc_model", "default"),
+        "htp_arch": opts.get("htp_arch", "default"),
+        "htp_performance_mode": opts.get("htp_performance_mode", "default"),
+        "precision": "qdq" if quantized else "fp16 (float graph run in fp16 on the HTP)",
+        "cpu_fallback": cpu_fallback,
+        "context_embedded": embed,
+        "context_binaries": binaries,
+        "session_create_s": {
+            "source": round(qdq_s, 4),
+            "epcontext": round(ctx_s, 4),
+            "speedup": round(qdq_s / ctx_s, 2) if ctx_s > 0 else None,
+        },
+        "placement": ep.placement_of_context(ctx_model, source_nodes),
+        "graph_rewrites": rewrites,
+        **facts,
+        "side_files": side,
+    }
+    return Artifact(path=output, format="qnn", entry=graph.MODEL_NAME, details=details)
+
+
+def check_device(device: str) -> bool:
+    """Whether ``device`` is one this backend compiles for."""
+    if device in ("npu", "auto"):
+        return True
+    if device in ("cpu", "gpu"):
+        return False
+    raise UserError(f"unknown device {device!r}; the qnn backend compiles for --device npu")

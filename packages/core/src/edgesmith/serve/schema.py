@@ -1,0 +1,239 @@
+"""Validation of OpenAI-style request bodies.
+
+Anything the server cannot honour is refused with a 400 naming the field,
+rather than silently ignored: a client that asks for ``n=3`` or tools and gets
+one plain answer back would be misled. Fields that only have a meaning we
+already give (``n=1``, zero penalties) are accepted at their default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ..types import RunRequest
+
+
+class BadRequest(Exception):
+    """A request the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.status = status
+        self.code = code
+
+
+@attrs.frozen
+class Parsed:
+    """A validated request. ``max_tokens`` is ``None`` when the client left it
+    out: the worker then allows up to the limit or the room left in the context."""
+
+    request: RunRequest
+    max_tokens: int | None
+    stream: bool
+    include_usage: bool
+    model: str | None
+
+
+_SAMPLING = ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream",
+             "stream_options", "user")
+# Accepted only at the value that asks for nothing we do not do.
+_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
+    "n": (1,),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "logit_bias": ({},),
+    "logprobs": (False, 0),
+}
+_CHAT_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
+    "top_logprobs": (0,),
+    "response_format": ({"type": "text"},),
+    "tools": ([],),
+    "tool_choice": ("none",),
+    "parallel_tool_calls": (False, True),
+}
+_COMPLETION_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {"echo": (False,), "best_of": (1,), "suffix": ("",)}
+
+CHAT_FIELDS = frozenset(("messages", "max_completion_tokens", *_SAMPLING, *_DEFAULT_ONLY,
+                         *_CHAT_DEFAULT_ONLY))
+COMPLETION_FIELDS = frozenset(("prompt", *_SAMPLING, *_DEFAULT_ONLY, *_COMPLETION_DEFAULT_ONLY))
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def parse_chat(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
+    _check_fields(body, CHAT_FIELDS, {**_DEFAULT_ONLY, **_CHAT_DEFAULT_ONLY})
+    if "messages" not in body:
+        raise BadRequest("'messages' is required: a list of {role, content} objects", param="messages")
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        raise BadRequest("give max_tokens or max_completion_tokens, not both", param="max_tokens")
+    messages = _messages(body["messages"])
+    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    return _parsed(body, max_tokens_limit, key, messages=messages)
+
+
+def parse_completion(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
+    _check_fields(body, COMPLETION_FIELDS, {**_DEFAULT_ONLY, **_COMPLETION_DEFAULT_ONLY})
+    if "prompt" not in body:
+        raise BadRequest("'prompt' is required: a string", param="prompt")
+    prompt = body["prompt"]
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be one string (batches and token arrays are not served)",
+                         param="prompt")
+    return _parsed(body, max_tokens_limit, "max_tokens", prompt=prompt)
+
+
+def _check_fields(body: Mapping[str, Any], known: frozenset[str],
+                  default_only: Mapping[str, tuple[Any, ...]]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint accepts "
+                         f"{', '.join(sorted(known))}", param=unknown[0])
+    for name, allowed in default_only.items():
+        value = body.get(name)
+        if value is not None and not any(_same(value, a) for a in allowed):
+            raise BadRequest(f"{name}={json.dumps(value)} is not supported by this server; "
+                             f"leave {name} out", param=name)
+
+
+def _same(a: Any, b: Any) -> bool:
+    # True == 1 in Python; JSON true must not pass for n=1.
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, int)
+        and not isinstance(b, bool) and a == b)
+
+
+def _messages(value: Any) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'messages' must be a non-empty list of {role, content} objects",
+                         param="messages")
+    out = []
+    for i, m in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise BadRequest(f"{where} must be an object with role and content", param=where)
+        extra = sorted(set(m) - {"role", "content", "name"})
+        if extra:
+            raise BadRequest(f"{where} has unsupported field(s) {', '.join(map(repr, extra))}; "
+                             f"send role and content only", param=where)
+        role = m.get("role")
+        if role not in _ROLES:
+            raise BadRequest(f"{where}.role {json.dumps(role)} is not served; use one of "
+                             f"{', '.join(_ROLES)}", param=f"{where}.role")
+        out.append({"role": _ROLES[role], "content": _content(m.get("content"), where)})
+    return tuple(out)
+
+
+def _content(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if not (isinstance(part, dict) and part.get("type") == "text"
+                    and isinstance(part.get("text"), str)):
+                raise BadRequest(f"{where}.content has a non-text part; this server takes text only",
+                                 param=f"{where}.content")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise BadRequest(f"{where}.content must be a string or a list of text parts",
+                     param=f"{where}.content")
+
+
+def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str | None = None,
+            messages: tuple[dict[str, str], ...] | None = None) -> Parsed:
+    max_tokens = _opt_int(body, tokens_key)
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise BadRequest(f"{tokens_key} must be at least 1, got {max_tokens}", param=tokens_key)
+        if max_tokens > limit:
+            raise BadRequest(f"{tokens_key}={max_tokens} is over this server's limit of {limit}; "
+                             f"ask for {limit} or fewer", param=tokens_key)
+    temperature = _opt_number(body, "temperature", 0.0, 2.0)
+    top_p = _opt_number(body, "top_p", 0.0, 1.0)
+    if top_p is not None and top_p == 0:
+        raise BadRequest("top_p must be above 0 (use temperature 0 for greedy decoding)", param="top_p")
+    top_k = _opt_int(body, "top_k")
+    if top_k is not None and top_k < 0:
+        raise BadRequest(f"top_k must be 0 (off) or more, got {top_k}", param="top_k")
+    seed = _opt_int(body, "seed")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest("stream must be true or false", param="stream")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not isinstance(options, dict) or set(options) - {"include_usage"}:
+            raise BadRequest("stream_options accepts only include_usage", param="stream_options")
+        include_usage = bool(options.get("include_usage"))
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadRequest("model must be a string", param="model")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise BadRequest("user must be a string", param="user")
+    request = RunRequest(
+        prompt=prompt,
+        messages=messages,
+        max_tokens=max_tokens or limit,
+        # The OpenAI API samples at temperature 1 unless told otherwise.
+        temperature=1.0 if temperature is None else temperature,
+        top_p=1.0 if top_p is None else top_p,
+        top_k=top_k or 0,
+        seed=seed,
+        stop=_stops(body.get("stop")),
+    )
+    return Parsed(request, max_tokens, bool(stream), include_usage, model)
+
+
+def _opt_int(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(f"{name} must be an integer, got {json.dumps(value)}", param=name)
+    return value
+
+
+def _opt_number(body: Mapping[str, Any], name: str, lo: float, hi: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a number, got {json.dumps(value)}", param=name)
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo:g} and {hi:g}, got {value}", param=name)
+    return float(value)
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (not isinstance(value, list) or len(value) > 4
+            or not all(isinstance(s, str) and s for s in value)):
+        raise BadRequest("stop must be a non-empty string or a list of up to 4 of them", param="stop")
+    return tuple(value)

@@ -1,0 +1,36 @@
+"""The core installs on its own: a fresh venv with only `edgesmith` lists no
+backends (as valid JSON) and identifies a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_core_alone_in_a_fresh_venv(tmp_path, tiny_model):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    str(ROOT / "packages" / "core")], check=True, timeout=900)
+    exe = str(env_dir / "bin" / "edgesmith")
+    out = subprocess.run([exe, "backends", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+    human = subprocess.run([exe, "backends"], capture_output=True, text=True, check=True)
+    assert "no backends installed" in human.stdout
+    info = subprocess.run([exe, "inspect", str(tiny_model("phi3")), "--json"], capture_output=True,
+                          text=True, check=True)
+    data = json.loads(info.stdout)
+    assert data["format"] == "hf" and data["architecture"] == "Phi3ForCausalLM"
+    assert data["backends"] == {}
+    # Nothing but the core (and its light dependencies) went in.
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True,
+                            text=True, check=True)
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "edgesmith" in names and not names & {"torch", "openvino", "mlx", "onnxruntime"}
+    assert sys.executable != str(py)
