@@ -487,9 +487,11 @@ def _stats(result: Any) -> None:
 def _add_optional_commands() -> None:
     # Their modules import only click at start-up; the servers and measuring
     # stacks load when the command runs.
+    from .measure.cli import commands as measure_commands
     from .serve.cli import serve
 
-    main.add_command(serve)
+    for command in (*measure_commands, serve):
+        main.add_command(command)
 
 
 _add_optional_commands()

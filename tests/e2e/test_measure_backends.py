@@ -1,0 +1,123 @@
+"""Measuring across the real stacks (the "done when" of the measuring issue):
+one tiny checkpoint quantized by every installed backend, benchmarked and
+evaluated in one command each, one table, one JSON, one HTML report that
+renders in headless Chromium; and llama.cpp's own decode timing agrees with
+edgesmith's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edgesmith import api
+from edgesmith.cli import _Group
+from edgesmith.formats import detect
+from edgesmith.measure.cli import bench, eval_
+
+from ..core.test_measure_support import bigram_checkpoint
+
+CLI = _Group(commands={"bench": bench, "eval": eval_})
+
+# How each stack makes its 4-bit artifact: (format, native scheme or None for --bits 4).
+FOUR_BIT = {"llamacpp": ("gguf", "Q4_K_M"), "openvino": ("openvino", "int4_asym"),
+            "mlx": ("mlx", None), "olive": ("onnx", "int4")}
+
+
+def _usable() -> dict[str, Any]:
+    return {r.name: r for r in api.backends() if r.usable and r.name in FOUR_BIT}
+
+
+def _four_bit(rec: Any, source: Path, out: Path) -> Path:
+    fmt, scheme = FOUR_BIT[rec.name]
+    kw = {"scheme": scheme} if scheme else {"bits": 4}
+    if ("hf", fmt) in rec.info.quantizes:
+        return Path(api.quantize(source, out / "q4", backend=rec.name, **kw).path)
+    base = api.convert(source, fmt, out / "converted", backend=rec.name)
+    return Path(api.quantize(base.path, out / "q4", backend=rec.name, **kw).path)
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_model, tmp_path_factory) -> dict[str, Any]:
+    usable = _usable()
+    if len(usable) < 2:
+        pytest.skip(f"needs two or more of {', '.join(FOUR_BIT)} installed (found: {', '.join(usable) or 'none'})")
+    tmp = tmp_path_factory.mktemp("measure-e2e")
+    # intermediate_size differs from the vocabulary size for the ONNX Runtime GenAI builder.
+    source = bigram_checkpoint(tiny_model("llama", intermediate_size=768), tmp / "source")
+    arts = {name: _four_bit(rec, source, tmp / name) for name, rec in usable.items()}
+    runs_hf = [r for r in api.backends() if r.usable and "hf" in r.info.runs]
+    reference = source if runs_hf else detect(next(iter(arts.values()))).path
+    return {"arts": arts, "reference": reference, "tmp": tmp}
+
+
+def test_one_bench_and_one_eval_over_every_stack(quantized):
+    arts, tmp = quantized["arts"], quantized["tmp"]
+    paths = [str(p) for p in arts.values()]
+    b = CliRunner().invoke(CLI, ["bench", *paths, "--prompt-tokens", "32", "--gen-tokens", "16",
+                                 "--repeat", "2", "--threads", "2", "--json"])
+    assert b.exit_code == 0, b.output
+    bench_doc = json.loads(b.stdout)
+    assert [r["status"] for r in bench_doc["artifacts"]] == ["ok"] * len(arts), b.stdout
+    for row in bench_doc["artifacts"]:
+        assert row["prompt_tokens"] == 32 and row["decode_tps"]["median"] > 0
+        assert row["roofline_fraction"] > 0
+    (tmp / "bench.json").write_text(b.stdout)
+    report = tmp / "report" / "measure.html"
+    e = CliRunner().invoke(CLI, ["eval", *paths, "--reference", str(quantized["reference"]),
+                                 "--window", "64", "--windows", "2", "--smoke-tokens", "8",
+                                 "--min-speedup", "off", "--json", "--speed", str(tmp / "bench.json"),
+                                 "--report", str(report), "--certify", str(tmp / "record.json")])
+    assert e.exit_code in (0, 3), e.output  # gates may fail on a random tiny model; nothing may crash
+    eval_doc = json.loads(e.stdout)
+    for row in eval_doc["artifacts"]:
+        assert row["status"] == "ok", row
+        assert row["ppl_ratio"] > 0 and 0 <= row["top1"] <= 1 and row["kl"] >= 0
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    chromium = shutil.which("chromium")
+    if chromium:
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                              "--disable-background-networking", "--disable-component-update",
+                              "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
+                              "--virtual-time-budget=5000", "--dump-dom", report.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        loaded, total = map(int, dom.stdout.split('data-charts="', 1)[1].split('"', 1)[0].split("/"))
+        assert total >= 3 and loaded == total
+
+
+def test_gguf_decode_speed_agrees_with_llama_cpp(tiny_model, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    if "llamacpp" not in _usable():
+        pytest.skip("edgesmith-llamacpp is not usable here")
+    # Big enough that a token takes milliseconds, so Python overhead is small.
+    source = tiny_model("llama", hidden_size=1024, intermediate_size=2048, layers=4, heads=8, kv_heads=4)
+    art = _four_bit(_usable()["llamacpp"], source, tmp_path)
+    b = CliRunner().invoke(CLI, ["bench", str(art), "--prompt-tokens", "32", "--gen-tokens", "64",
+                                 "--repeat", "3", "--threads", "2", "--json"])
+    assert b.exit_code == 0, b.output
+    row = json.loads(b.stdout)["artifacts"][0]
+    if row["eos_early"]:
+        pytest.skip("the model ended its text early; decode rates would cover different lengths")
+    ours = row["decode_tps"]["median"]
+    llm = llama_cpp.Llama(model_path=str(detect(art).main_file), n_threads=2, n_ctx=256, verbose=False)
+    try:
+        ctx = llm._ctx.ctx
+        perf = getattr(llama_cpp, "llama_perf_context", None)
+        if perf is None:
+            pytest.skip("this llama-cpp-python has no llama_perf_context")
+        rates = []
+        for _ in range(3):
+            llama_cpp.llama_perf_context_reset(ctx)
+            llm.create_completion(" ".join(["word"] * 28), max_tokens=64, temperature=0.0)
+            data = perf(ctx)
+            rates.append(data.n_eval / (data.t_eval_ms / 1000))  # decode steps after the prompt
+    finally:
+        if hasattr(llm, "close"):
+            llm.close()
+    theirs = sorted(rates)[1]
+    assert ours == pytest.approx(theirs, rel=0.25), (ours, rates)
