@@ -16,7 +16,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
 
-BACKENDS = ("qnn",)
+BACKENDS = ("olive", "openvino", "mlx", "qnn")
 # Backends whose stacks need torch; torch is installed first from the pins so
 # that no resolver step picks a different (multi-GB) build.
 NEEDS_TORCH = {"llamacpp", "olive", "openvino"}
@@ -35,6 +35,11 @@ def _install(session: nox.Session, backends: tuple[str, ...]) -> None:
         session.install("-c", "constraints.txt", "torch", "torchvision")
     packages = ["./packages/core[testing]"] + [f"./packages/backend-{b}" for b in backends]
     session.install("-c", "constraints.txt", *packages, *TEST_DEPS)
+    if "openvino" in backends:
+        # optimum-intel 2.2.0 caps transformers below the 5.7 that mlx-lm needs,
+        # yet works with it: installed without its declared dependencies, which
+        # edgesmith-openvino lists itself (see its pyproject's `hf` extra).
+        session.install("--no-deps", "optimum-intel==2.2.0")
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:

@@ -16,7 +16,7 @@ def test_hf_checkpoint(tiny_model):
     assert info["format"] == "hf" and info["architecture"] == "Qwen2ForCausalLM"
     assert info["tokenizer"] and info["chat_template"]
     # Parameters from safetensors headers: embed + 2 layers (+ biases) + norm.
-    h, i, v, kv = 256, 512, info["vocab_size"], 128
+    h, i, v, kv = 256, 768, info["vocab_size"], 128
     per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h + (h + 2 * kv)
     assert info["parameters"] == v * h + 2 * per_layer + h
     assert info["dtype"] == "float32"
@@ -81,6 +81,18 @@ def test_mlx_directory(tiny_model, tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     info = api.inspect(d)
     assert info["format"] == "mlx" and info["quantization"]["bits"] == 4
+
+
+def test_float_mlx_directory_by_safetensors_tag(tiny_model, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    d = tmp_path / "mlx-float"
+    shutil.copytree(tiny_model("llama"), d)
+    assert detect(d).format == "hf"
+    save_file(load_file(str(d / "model.safetensors")), str(d / "model.safetensors"), metadata={"format": "mlx"})
+    assert detect(d).format == "mlx"
 
 
 def test_onnx_and_epcontext(tmp_path):

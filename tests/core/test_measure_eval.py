@@ -102,7 +102,7 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
 
 
 def test_tokenizer_mismatch_is_reported_clearly(bigram, short_text, tiny_model):  # noqa: F811
-    other = tiny_model("llama", vocab_size=384)
+    other = tiny_model("llama", vocab_size=448)
     out = CliRunner().invoke(CLI, ["eval", str(other), "--reference", str(bigram), "--text",
                                    str(short_text), *FAST, "--json"])
     assert out.exit_code == 4

@@ -216,7 +216,7 @@ class SlowServer:
 
         import uvicorn
 
-        from edgesmith.serve import cli
+        from edgesmith.serve import runserver as cli
         from edgesmith.serve.app import create_app
 
         self.runner = runner or SlowRunner(delay=0.02)
@@ -346,7 +346,7 @@ def test_serve_refuses_a_taken_port(ref_site, small_model):
 
 
 def test_shutdown_answers_every_client(monkeypatch):
-    from edgesmith.serve import cli
+    from edgesmith.serve import runserver as cli
 
     monkeypatch.setattr(cli, "GRACE_S", 2)
     srv = SlowServer(grace=2)

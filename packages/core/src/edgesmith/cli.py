@@ -403,7 +403,8 @@ def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_t
 @_json_opt
 def doctor(model: str | None, params: float | None, budget_mb: float | None, as_json: bool) -> None:
     """Describe this machine and recommend a backend, quantization and context length."""
-    from . import api, doctor as doc
+    from . import api
+    from . import doctor as doc
 
     machine = doc.detect_machine()
     n, kv = doc.model_facts(model) if model else (int(params) if params else None, None)

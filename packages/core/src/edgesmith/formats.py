@@ -72,7 +72,7 @@ def _detect_dir(path: Path) -> Artifact:
         return Artifact(path, fmt, entry)
     if "config.json" in names:
         config = _json(path / "config.json")
-        if isinstance(config.get("quantization"), dict):
+        if isinstance(config.get("quantization"), dict) or _safetensors_format(path) == "mlx":
             return Artifact(path, "mlx")
         return Artifact(path, "hf")
     if len(ggufs) > 1:
@@ -81,6 +81,22 @@ def _detect_dir(path: Path) -> Artifact:
         f"cannot tell what model {path} holds: no config.json, .gguf, .onnx or OpenVINO .xml; "
         f"give a Hugging Face checkpoint directory or a model file"
     )
+
+
+def _safetensors_format(directory: Path) -> str | None:
+    """The ``format`` tag of the first safetensors header (mlx-lm writes "mlx")."""
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    try:
+        with open(files[0], "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100 << 20:
+                return None
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+    except (OSError, ValueError, struct.error):
+        return None
+    return meta.get("format")
 
 
 def _magic(path: Path, n: int) -> bytes:

@@ -3,7 +3,8 @@
 - ``tiny_model(arch="llama", **sizes)`` builds a tiny checkpoint once per
   session and returns its path.
 - ``offline`` (autouse) makes every hub client work offline and refuses any
-  socket connection outside the loopback range, so a test that would reach
+  socket connection outside the loopback range and any DNS lookup of a
+  non-local name, so a test that would reach
   the network fails loudly instead of hanging.
 """
 
@@ -66,7 +67,23 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             raise OSError(f"edgesmith tests: network access to {address!r} attempted (tests run offline)")
         return real_connect(self, address)
 
+    def guarded_ex(self: socket.socket, address: Any) -> Any:
+        if not _loopback(address):
+            raise OSError(f"edgesmith tests: network access to {address!r} attempted (tests run offline)")
+        return real_connect_ex(self, address)
+
+    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        # DNS is how most telemetry starts; only local names may resolve.
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in (None, "localhost", "") and not _loopback((name,)):
+            raise OSError(f"edgesmith tests: DNS lookup of {name!r} attempted (tests run offline)")
+        return real_lookup(host, *args, **kwargs)
+
+    real_connect_ex = socket.socket.connect_ex
+    real_lookup = socket.getaddrinfo
     monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_lookup)
     yield
 
 

@@ -34,7 +34,7 @@ def corpus_text() -> str:
     return resources.files("edgesmith").joinpath("data/tiny_corpus.txt").read_text()
 
 
-def train_tokenizer(vocab_size: int = 512) -> Any:
+def train_tokenizer(vocab_size: int = 384) -> Any:
     """Train a byte-level BPE tokenizer (GPT-2 style pre-tokenization)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -130,17 +130,20 @@ def tiny_checkpoint(
     arch: str = "llama",
     *,
     hidden_size: int = 256,
-    intermediate_size: int = 512,
+    intermediate_size: int = 768,
     layers: int = 2,
     heads: int = 4,
     kv_heads: int = 2,
-    vocab_size: int = 512,
+    vocab_size: int = 384,
     seed: int = 0,
 ) -> Path:
     """Write a tiny random-weight checkpoint of ``arch`` to ``dest`` and return it.
 
     The result loads with ``transformers.AutoModelForCausalLM`` and
-    ``AutoTokenizer``, has a chat template, and is a few MB.
+    ``AutoTokenizer``, has a chat template, and is a few MB. The vocabulary
+    size differs from every layer width on purpose: converters that find the
+    LM head by its width (ONNX Runtime GenAI's builder) mistake any layer of
+    that width for it.
     """
     from safetensors.numpy import save_file
 

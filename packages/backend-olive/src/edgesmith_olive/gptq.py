@@ -1,0 +1,204 @@
+"""Data-aware int4: Hugging Face checkpoint -> GPTQ -> ONNX Runtime GenAI bundle.
+
+Olive 0.13's own ``Gptq`` pass is plain PyTorch (no auto-gptq, no optimum,
+runs on the CPU). It needs the float checkpoint, so this path starts from
+the Hugging Face folder, not from a bundle: ``Gptq`` quantizes the Linear
+layers layer by layer with the calibration text, and ``ModelBuilder`` packs
+the result into MatMulNBits (it reads Olive's quantized checkpoint).
+
+Olive's default calibration data is a hub dataset (wikitext). Instead the
+workflow gets a data config whose loader is a small script written into the
+output (``olive_calibration.py``): it reads the user's text file (copied to
+``calibration.txt``), tokenizes it with the model's own tokenizer and cuts it
+into fixed-length windows. No ``datasets`` package, no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.types import Artifact, Context, QuantSpec
+
+from . import bundle, workflow
+from .convert import _check_source
+from .options import check_keys, integer
+from .schemes import ACCURACY_LEVELS, BLOCK_SIZES
+
+KNOWN = ("accuracy_level", "provider", "seq_len", "samples")
+SCRIPT_NAME = "olive_calibration.py"
+TEXT_NAME = "calibration.txt"
+LOADER = "edgesmith_text_calibration"
+
+#: Written into the output; Olive imports it and calls the registered loader.
+_SCRIPT = '''"""Calibration data for Olive's Gptq pass, written by edgesmith-olive.
+
+Reads a plain-text file, tokenizes it with the model's tokenizer and yields
+windows of ``seq_len`` tokens as (inputs, label) pairs. Local files only.
+"""
+
+from olive.data.registry import Registry
+
+
+@Registry.register_dataset()
+def {loader}(data_file, model_path, seq_len=512, max_samples=128, **kwargs):
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code={trust})
+    with open(data_file, encoding="utf-8") as f:
+        text = f.read()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    # Each window starts with BOS when the model uses one, as real prompts do.
+    step = seq_len - 1 if bos is not None else seq_len
+    samples = []
+    for start in range(0, len(ids), step):
+        window = ids[start:start + step]
+        if bos is not None:
+            window = [bos, *window]
+        if len(window) < 2:
+            break
+        t = torch.tensor(window, dtype=torch.long)
+        samples.append(({{"input_ids": t, "attention_mask": torch.ones_like(t)}}, 0))
+        if len(samples) >= max_samples:
+            break
+    if not samples:
+        raise ValueError(f"calibration text {{data_file}} gives no tokens")
+    return samples
+'''
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a directory; GPTQ calibrates from a plain-text file (--calibration FILE.txt)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; GPTQ calibrates from a plain-text file") from None
+    if len(text.split()) < 8:
+        raise UserError(f"{path} holds almost no text; give a few paragraphs of representative text")
+    return text
+
+
+def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
+    """Settings of the GPTQ job, checked before any work."""
+    check_keys(options, KNOWN, "quantize (gptq)")
+    method = (spec.method or "gptq").lower()
+    if spec.native and spec.native.lower() != "int4_gptq":
+        raise UnsupportedError(
+            f"from a Hugging Face checkpoint olive quantizes with --scheme int4_gptq only, not {spec.native}; "
+            "convert first (edgesmith convert MODEL --to onnx --backend olive) for the other schemes"
+        )
+    if method == "awq":
+        raise UnsupportedError(
+            "AWQ in Olive 0.13 needs the autoawq package (CUDA kernels); use --method gptq on the CPU"
+        )
+    if method != "gptq":
+        raise UnsupportedError(
+            f"from a Hugging Face checkpoint olive quantizes with --method gptq, not {method}; for {method} "
+            "convert first (edgesmith convert MODEL --to onnx --backend olive) and quantize the bundle"
+        )
+    if spec.bits not in (None, 4):
+        raise UnsupportedError(f"olive GPTQ here builds int4 bundles, not {spec.bits}-bit; use --bits 4")
+    if spec.activation_bits is not None:
+        raise UnsupportedError("GPTQ is weight-only; drop --activation-bits")
+    if spec.ratio is not None and spec.ratio != 1:
+        raise UnsupportedError("olive GPTQ quantizes every Linear layer; mixed --ratio is not supported")
+    if spec.calibration is None:
+        raise UserError("GPTQ needs --calibration FILE: a plain-text file of representative text")
+    _read_text(Path(spec.calibration))
+    block = spec.group_size if spec.group_size is not None else 32
+    if block not in BLOCK_SIZES:
+        raise UserError(f"--group-size {block} is not supported; use one of {', '.join(map(str, BLOCK_SIZES))}")
+    level = str(options.get("accuracy_level", "4")).lower()
+    if level not in ACCURACY_LEVELS or ACCURACY_LEVELS[level] == 0:
+        raise UserError(f"accuracy_level={level} is not valid; use 1-4 (fp32, fp16, bf16, int8)")
+    seq_len = integer(options, "seq_len", 512)
+    samples = integer(options, "samples", 128)
+    if not seq_len or seq_len < 8 or not samples or samples < 1:
+        raise UserError("seq_len must be at least 8 and samples at least 1; e.g. --option seq_len=512")
+    symmetric = True if spec.symmetric is None else spec.symmetric
+    return {"block_size": block, "accuracy_level": ACCURACY_LEVELS[level], "seq_len": seq_len,
+            "samples": samples, "symmetric": symmetric}
+
+
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+             ctx: Context) -> Artifact:
+    settings = plan(spec, options)
+    provider = workflow.validate_provider(options)
+    src = Path(source.path)
+    arch = _check_source(source, ctx)
+    import json
+
+    cfg = json.loads((src / "config.json").read_text())
+    if cfg.get("quantization_config"):
+        raise UserError(f"{src} is already quantized (quantization_config in config.json); "
+                        "give the float checkpoint")
+
+    calib = Path(spec.calibration)
+    shutil.copyfile(calib, output / TEXT_NAME)
+    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=LOADER, trust=bool(ctx.trust_remote_code)))
+
+    def passes_for(script: str, text: str) -> dict[str, dict]:
+        data_config = {
+            "name": "edgesmith_calibration",
+            "type": "DataContainer",
+            "user_script": script,
+            "load_dataset_config": {
+                "type": LOADER,
+                "params": {"data_file": text, "model_path": str(src.resolve()),
+                           "seq_len": settings["seq_len"], "max_samples": settings["samples"]},
+            },
+        }
+        return {
+            "gptq": {"type": "Gptq", "bits": 4, "group_size": settings["block_size"],
+                     "sym": settings["symmetric"], "data_config": data_config},
+            "builder": {"type": "ModelBuilder", "precision": "int4",
+                        "int4_block_size": settings["block_size"],
+                        "int4_accuracy_level": settings["accuracy_level"],
+                        "extra_options": {"hf_remote": bool(ctx.trust_remote_code)}},
+        }
+
+    passes = passes_for(str((output / SCRIPT_NAME).resolve()), str((output / TEXT_NAME).resolve()))
+    portable = passes_for(SCRIPT_NAME, TEXT_NAME)
+    input_model = {"type": "HfModel", "model_path": str(src.resolve()),
+                   "load_kwargs": {"trust_remote_code": bool(ctx.trust_remote_code)}}
+    olive_out = workflow.run_workflow(input_model, passes, provider, output, ctx,
+                                      what="GPTQ int4 + ModelBuilder", portable_passes=portable)
+    bundle.move_model(olive_out, output)
+    bundle.copy_support_files(olive_out, output)
+    bundle.copy_support_files(src, output)
+    repairs = bundle.repair(output)
+    workflow.finish(output)
+    bundle.genai_dir(output)
+    digest = hashlib.sha256((output / TEXT_NAME).read_bytes()).hexdigest()
+    return Artifact(
+        path=output,
+        format="onnx",
+        entry="model.onnx",
+        details={
+            "bits": 4,
+            "method": "gptq",
+            "scheme": spec.native or None,
+            "symmetric": settings["symmetric"],
+            "block_size": settings["block_size"],
+            "accuracy_level": settings["accuracy_level"],
+            "calibration": {"file": str(calib), "copy": TEXT_NAME, "sha256": digest,
+                            "seq_len": settings["seq_len"], "max_samples": settings["samples"]},
+            "bundle": "onnxruntime-genai",
+            "architecture": arch,
+            "provider": provider,
+            "execution_provider": workflow.PROVIDERS[provider][1],
+            "olive_passes": [p["type"] for p in passes.values()],
+            "olive_config": workflow.CONFIG_NAME,
+            "log": workflow.LOG_NAME,
+            "repairs": repairs,
+            "reproduce": f"cd <this folder> && olive run --config {workflow.CONFIG_NAME}",
+        },
+    )

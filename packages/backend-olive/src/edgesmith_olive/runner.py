@@ -1,0 +1,269 @@
+"""Run ONNX Runtime GenAI bundles with onnxruntime-genai, other ONNX graphs with ONNX Runtime.
+
+Generation streams through ``og.Generator``; scoring feeds the whole sequence
+once and takes the model's logits for every position
+(``generator.get_output("logits")``), falling back to an ONNX Runtime session
+on the decoder when the runtime only keeps the last position.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.errors import UserError
+from edgesmith.runner import Runner
+from edgesmith.types import Artifact, Context, RunRequest
+
+from . import bundle
+from .options import check_keys
+
+KNOWN = ("provider",)
+
+
+def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner:
+    check_keys(options, KNOWN, "run")
+    provider = str(options.get("provider", "cpu")).lower()
+    if provider != "cpu":
+        raise UserError(f"this build of edgesmith-olive runs on the CPU provider only, not {provider}; drop provider")
+    directory = Path(artifact.directory)
+    if not (directory / bundle.GENAI_CONFIG).is_file():
+        # Not a GenAI bundle: an encoder or vision graph, run through ONNX Runtime.
+        return GraphRunner(Path(artifact.main_file), ctx)
+    directory = bundle.genai_dir(directory)
+    return GenAIRunner(directory, ctx)
+
+
+class GraphRunner(Runner):
+    """A plain ONNX graph on ONNX Runtime's CPU provider: ``infer`` only."""
+
+    def __init__(self, model: Path, ctx: Context):
+        import onnxruntime as ort
+
+        if model.is_dir() or model.suffix != ".onnx":
+            raise UserError(f"{model} is not a .onnx file; give the model file or its folder")
+        opts = ort.SessionOptions()
+        if ctx.threads:
+            opts.intra_op_num_threads = int(ctx.threads)
+        try:
+            self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise UserError(f"ONNX Runtime cannot load {model}: {str(exc).splitlines()[0]}; "
+                            "check the file or re-export it") from None
+        self.model_path = model
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+
+    def _generative_only(self) -> UserError:
+        names = ", ".join(f"--input {n}=FILE.npy" for n in self._inputs)
+        return UserError(f"{self.model_path.name} is not a text generator (no genai_config.json); run it with {names}")
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        raise self._generative_only()
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        raise self._generative_only()
+
+    def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
+        raise self._generative_only()
+
+    def prompt_ids(self, request: RunRequest) -> list[int]:
+        raise self._generative_only()
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self._inputs if n not in inputs]
+        extra = sorted(set(inputs) - set(self._inputs))
+        if missing or extra:
+            want = ", ".join(f"{n} {self._inputs[n].shape}" for n in self._inputs)
+            raise UserError(f"inputs do not match the model ({'missing ' + ', '.join(missing) if missing else ''}"
+                            f"{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}); "
+                            f"it takes {want}")
+        feeds = {}
+        for name, meta in self._inputs.items():
+            arr = np.asarray(inputs[name])
+            want = _ORT_TYPES.get(meta.type)
+            if want is not None and arr.dtype != want:
+                if np.dtype(want).kind != arr.dtype.kind and not (arr.dtype.kind in "iu" and np.dtype(want).kind in "iu"):
+                    raise UserError(f"input {name} is {arr.dtype} but the model takes {meta.type}; "
+                                    f"save it as {np.dtype(want).name}")
+                arr = arr.astype(want)
+            if len(arr.shape) != len(meta.shape) or any(
+                isinstance(d, int) and d != s for d, s in zip(meta.shape, arr.shape)
+            ):
+                raise UserError(f"input {name} has shape {list(arr.shape)} but the model takes {meta.shape}; "
+                                "reshape it")
+            feeds[name] = arr
+        outs = self.session.run(None, feeds)
+        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs)}
+
+    def close(self) -> None:
+        self.session = None
+
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(bool)": np.bool_,
+}
+
+
+class GenAIRunner(Runner):
+    def __init__(self, directory: Path, ctx: Context):
+        import onnxruntime_genai as og
+
+        self._og = og
+        self.directory = directory
+        cfg_json = bundle.read_json(directory / bundle.GENAI_CONFIG)
+        model_cfg = cfg_json.get("model") or {}
+        config = og.Config(str(directory))
+        config.clear_providers()  # CPU: whatever provider the bundle was built for
+        if ctx.threads:
+            config.overlay(json.dumps(
+                {"model": {"decoder": {"session_options": {"intra_op_num_threads": int(ctx.threads)}}}}
+            ))
+        try:
+            self.model = og.Model(config)
+            self.tokenizer = og.Tokenizer(self.model)
+        except RuntimeError as exc:
+            raise UserError(f"onnxruntime-genai cannot load {directory}: {exc}; rebuild the bundle with edgesmith convert") from None
+        self.context_length = model_cfg.get("context_length")
+        eos = model_cfg.get("eos_token_id")
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._eos |= {int(t) for t in np.atleast_1d(self.tokenizer.eos_token_ids)}
+        self._bos = model_cfg.get("bos_token_id")
+        self._vocab = model_cfg.get("vocab_size")
+        self._session: Any = None
+
+    # -- text <-> ids --------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        ids = [int(t) for t in self.tokenizer.encode(text)]
+        if not add_special and ids and self._bos is not None and ids[0] == self._bos:
+            # The GenAI tokenizer adds BOS on its own for models that want it;
+            # keep it only when the text itself spells it out.
+            bos_text = self._special_text(self._bos)
+            if not (bos_text and text.startswith(bos_text)):
+                ids = ids[1:]
+        return ids
+
+    def _special_text(self, token: int) -> str | None:
+        tok_file = self.directory / "tokenizer.json"
+        if not tok_file.is_file():
+            return None
+        for added in bundle.read_json(tok_file).get("added_tokens", []):
+            if added.get("id") == token:
+                return added.get("content")
+        return None
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        if not len(token_ids):
+            return ""
+        return self.tokenizer.decode(np.asarray(token_ids, dtype=np.int32))
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        payload = json.dumps([{"role": m["role"], "content": m["content"]} for m in messages])
+        try:
+            return self.tokenizer.apply_chat_template(payload, add_generation_prompt=True)
+        except RuntimeError as exc:
+            raise UserError(f"{self.directory} has no usable chat template ({exc}); use -p PROMPT instead") from None
+
+    # -- generation ----------------------------------------------------------
+
+    def _search_options(self, prompt_len: int, request: RunRequest) -> dict[str, Any]:
+        limit = prompt_len + request.max_tokens
+        if self.context_length:
+            limit = min(limit, int(self.context_length))
+        opts: dict[str, Any] = {"max_length": limit, "batch_size": 1}
+        if request.temperature and request.temperature > 0:
+            opts.update(do_sample=True, temperature=float(request.temperature), top_p=float(request.top_p))
+            # top_k 0 means "no limit" in edgesmith; GenAI wants a number, so use the vocabulary.
+            opts["top_k"] = int(request.top_k) if request.top_k else int(self._vocab or 50)
+            if request.seed is not None:
+                opts["random_seed"] = int(request.seed)
+        else:
+            opts.update(do_sample=False, temperature=1.0, top_k=1, top_p=1.0)
+        return opts
+
+    def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
+        if not prompt_ids:
+            raise UserError("the prompt is empty after tokenization; give a non-empty prompt")
+        og = self._og
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(**self._search_options(len(prompt_ids), request))
+        generator = og.Generator(self.model, params)
+        try:
+            generator.append_tokens(np.asarray(prompt_ids, dtype=np.int32))
+            produced = 0
+            while produced < request.max_tokens and not generator.is_done():
+                generator.generate_next_token()
+                token = int(generator.get_next_tokens()[0])
+                if token in self._eos:
+                    return
+                produced += 1
+                yield token
+        finally:
+            del generator
+
+    # -- scoring -------------------------------------------------------------
+
+    def logprobs(self, token_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(list(token_ids), dtype=np.int32)
+        if ids.size == 0:
+            raise UserError("nothing to score: the token list is empty")
+        if self.context_length and ids.size > int(self.context_length):
+            raise UserError(f"{ids.size} tokens exceed the model's context of {self.context_length}; score shorter text")
+        # GenAI needs room for one more token than it is fed; at the context limit use ORT.
+        fits = not self.context_length or ids.size < int(self.context_length)
+        logits = self._logits_genai(ids) if fits else None
+        if logits is None:
+            logits = self._logits_ort(ids)
+        logits = logits.astype(np.float64)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+    def _logits_genai(self, ids: np.ndarray) -> np.ndarray | None:
+        og = self._og
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=int(ids.size) + 1, batch_size=1)
+        generator = og.Generator(self.model, params)
+        try:
+            generator.append_tokens(ids)
+            out = np.asarray(generator.get_output("logits"))
+        finally:
+            del generator
+        out = out.reshape(-1, out.shape[-1])
+        return out if out.shape[0] == ids.size else None
+
+    def _logits_ort(self, ids: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        cfg = bundle.read_json(self.directory / bundle.GENAI_CONFIG)["model"]["decoder"]
+        if self._session is None:
+            self._session = ort.InferenceSession(
+                str(self.directory / cfg["filename"]), providers=["CPUExecutionProvider"]
+            )
+        n = int(ids.size)
+        feeds: dict[str, np.ndarray] = {}
+        for inp in self._session.get_inputs():
+            if inp.name == "input_ids":
+                feeds[inp.name] = ids.astype(np.int64)[None]
+            elif inp.name == "attention_mask":
+                feeds[inp.name] = np.ones((1, n), dtype=np.int64)
+            elif inp.name == "position_ids":
+                feeds[inp.name] = np.arange(n, dtype=np.int64)[None]
+            elif inp.name.startswith("past_key_values"):
+                dtype = np.float16 if "float16" in inp.type else np.float32
+                feeds[inp.name] = np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_size"]), dtype)
+        logits_name = (cfg.get("outputs") or {}).get("logits", "logits")
+        return np.asarray(self._session.run([logits_name], feeds)[0])[0]
+
+    def close(self) -> None:
+        self._session = None
+        self.tokenizer = None
+        self.model = None
+
+
+__all__ = ["GenAIRunner", "GraphRunner", "load"]

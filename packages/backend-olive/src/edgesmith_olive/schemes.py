@@ -1,0 +1,36 @@
+"""Native scheme names and how each maps to an Olive pass.
+
+Kept free of imports so the plugin can list the schemes cheaply.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Plan:
+    """One quantization recipe: the Olive pass type and its settings."""
+
+    scheme: str
+    pass_type: str
+    config: dict
+    bits: int
+    #: Suffix Olive's weight-only passes append to a quantized MatMul's output.
+    output_suffix: str | None = None
+
+
+#: scheme -> (bits, method, summary). ``int4`` is RTN, the fast default.
+SCHEMES = {
+    "int4": (4, "rtn", "int4 weight-only, round-to-nearest (MatMulNBits)"),
+    "int4_rtn": (4, "rtn", "int4 weight-only, round-to-nearest (MatMulNBits)"),
+    "int4_hqq": (4, "hqq", "int4 weight-only, half-quadratic (HQQ, asymmetric)"),
+    "int4_gptq": (4, "gptq", "int4 weight-only, GPTQ from --calibration text (from the Hugging Face checkpoint)"),
+    "int8": (8, "rtn", "int8 weight-only, round-to-nearest (MatMulNBits)"),
+    "int8_dynamic": (8, "dynamic", "int8 weights, activations quantized at run time (MatMulInteger)"),
+    "fp16": (16, "fp16", "float16 weights, float32 inputs/outputs"),
+}
+
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+#: MatMulNBits accuracy levels: minimum precision of the activations in the matmul.
+ACCURACY_LEVELS = {"0": 0, "1": 1, "2": 2, "3": 3, "4": 4, "fp32": 1, "fp16": 2, "bf16": 3, "int8": 4}

@@ -1,0 +1,215 @@
+"""Static QDQ quantization of ONNX models that are not LLMs (encoders, vision).
+
+Olive's ``OnnxStaticQuantization`` pass (ONNX Runtime's static quantizer)
+inserts QuantizeLinear/DequantizeLinear pairs around weights and
+activations; the activation ranges come from running the float model on
+calibration inputs. Those inputs are a directory with one ``NAME.npy`` per
+graph input: either one sample of the input's shape, or N samples stacked on
+a new leading axis. The directory is checked against the graph before Olive
+starts, and read during the job by a small loader script written into the
+output (``olive_calibration.py``) so ``olive run --config`` repeats it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.types import Artifact, Context, QuantSpec
+
+from . import bundle, workflow
+from .convert import external_data
+from .options import check_keys, choice, integer
+
+KNOWN = ("provider", "per_channel", "calibrate_method", "samples", "activation_type")
+SCRIPT_NAME = "olive_calibration.py"
+LOADER = "edgesmith_npy_calibration"
+CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+_SCRIPT = '''"""Calibration inputs for Olive's OnnxStaticQuantization, written by edgesmith-olive.
+
+One NAME.npy per graph input in ``data_dir``: a single sample of the input's
+shape, or N samples stacked on a new leading axis (``ranks`` tells which).
+"""
+
+from olive.data.registry import Registry
+
+
+@Registry.register_dataset()
+def {loader}(data_dir, ranks, max_samples=None, **kwargs):
+    import os
+
+    import numpy as np
+
+    stacks = {{}}
+    for name, rank in ranks.items():
+        arr = np.load(os.path.join(data_dir, name + ".npy"), allow_pickle=False)
+        stacks[name] = arr[None] if arr.ndim == rank else arr
+    count = min(len(a) for a in stacks.values())
+    if max_samples:
+        count = min(count, int(max_samples))
+    return [({{k: np.ascontiguousarray(v[i]) for k, v in stacks.items()}}, 0) for i in range(count)]
+'''
+
+_ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32,
+               7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def is_genai(directory: Path) -> bool:
+    return (directory / bundle.GENAI_CONFIG).is_file()
+
+
+def graph_inputs(model: Path) -> dict[str, tuple[list[int | None], type]]:
+    """{name: (dims with None for symbolic ones, numpy dtype)} of the real graph inputs."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    specs = {}
+    for vi in proto.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        specs[vi.name] = (dims, _ONNX_TO_NP.get(tt.elem_type, np.float32))
+    return specs
+
+
+def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None], type]]) -> int:
+    """Check the directory against the graph inputs; return the number of samples."""
+    if not directory.is_dir():
+        raise UserError(f"calibration {directory} is not a directory; static quantization reads a "
+                        f"directory with one NAME.npy per input ({', '.join(n + '.npy' for n in specs)})")
+    files = {p.stem: p for p in directory.glob("*.npy")}
+    missing = [n for n in specs if n not in files]
+    extra = sorted(set(files) - set(specs))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no file for input(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"file(s) {', '.join(e + '.npy' for e in extra)} match no input")
+        raise UserError(f"calibration directory {directory} does not match the model: {'; '.join(parts)}; "
+                        f"write one NAME.npy per input ({', '.join(n + '.npy' for n in specs)})")
+    count = None
+    for name, (dims, dtype) in specs.items():
+        try:
+            arr = np.load(files[name], mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise UserError(f"cannot read {files[name]} as a numpy array ({exc}); save it with numpy.save") from None
+        shape = list(arr.shape)
+        sample = shape if len(shape) == len(dims) else shape[1:] if len(shape) == len(dims) + 1 else None
+        fits = sample is not None and all(d is None or d == s for d, s in zip(dims, sample))
+        if not fits:
+            want = [d if d is not None else "?" for d in dims]
+            raise UserError(f"{files[name].name} has shape {shape} but input {name!r} takes {want} "
+                            f"(or N x {want} for N samples); re-save it with that shape")
+        if np.dtype(arr.dtype).kind != np.dtype(dtype).kind:
+            raise UserError(f"{files[name].name} holds {arr.dtype} but input {name!r} is {np.dtype(dtype).name}; "
+                            f"re-save it as {np.dtype(dtype).name}")
+        n = 1 if len(shape) == len(dims) else shape[0]
+        if count is not None and n != count:
+            raise UserError(f"calibration files hold different sample counts ({count} vs {n} in "
+                            f"{files[name].name}); give every input the same N")
+        count = n
+    if not count:
+        raise UserError(f"calibration directory {directory} holds no samples; stack at least one per input")
+    return count
+
+
+def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
+    """The OnnxStaticQuantization settings (without data config) and the manifest facts."""
+    check_keys(options, KNOWN, "quantize (static)")
+    act = spec.activation_bits
+    if act is None:
+        raise UserError("this ONNX model is not an ONNX Runtime GenAI bundle; quantize it statically with "
+                        "--activation-bits 8 (or 16) --calibration DIR")
+    if act not in (8, 16):
+        raise UnsupportedError(f"static QDQ activations are 8 or 16 bits, not {act}; use --activation-bits 8")
+    bits = spec.bits if spec.bits is not None else 8
+    if bits not in (8, 16):
+        raise UnsupportedError(f"static QDQ weights are 8 or 16 bits, not {bits}; use --bits 8")
+    if spec.method and spec.method.lower() not in ("static", "minmax", "qdq"):
+        raise UnsupportedError(f"static QDQ calibrates with min/max ranges, not {spec.method}; drop --method")
+    if spec.native:
+        raise UnsupportedError("static QDQ has no native scheme names; use --bits/--activation-bits")
+    if spec.group_size is not None:
+        raise UnsupportedError("static QDQ is per tensor or per channel, not per group; drop --group-size "
+                               "(per channel: --option per_channel=true)")
+    if spec.ratio is not None and spec.ratio != 1:
+        raise UnsupportedError("static QDQ quantizes every supported op; mixed --ratio is not supported")
+    if spec.calibration is None:
+        raise UserError("static quantization needs --calibration DIR: one NAME.npy per graph input")
+    per_channel = choice(options, "per_channel", ("true", "false"), "true") == "true"
+    method = CALIBRATE_METHODS[choice(options, "calibrate_method", CALIBRATE_METHODS, "minmax")]
+    act_kind = choice(options, "activation_type", ("uint", "int"), "uint")
+    samples = integer(options, "samples", None)
+    if samples is not None and samples < 1:
+        raise UserError("samples must be at least 1; e.g. --option samples=64")
+    weight_symmetric = True if spec.symmetric is None else spec.symmetric
+    conf = {
+        "type": "OnnxStaticQuantization",
+        "quant_format": "QDQ",
+        "precision": f"int{bits}",
+        "activation_type": f"{act_kind}{act}",
+        "per_channel": per_channel,
+        "calibrate_method": method,
+        "weight_symmetric": weight_symmetric,
+        **external_data(),
+    }
+    details = {"bits": bits, "activation_bits": act, "method": "static_qdq", "per_channel": per_channel,
+               "calibrate_method": method, "activation_type": f"{act_kind}{act}",
+               "weight_type": f"int{bits}", "weight_symmetric": weight_symmetric}
+    return conf, {**details, "_samples": samples}
+
+
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+             ctx: Context) -> Artifact:
+    conf, details = plan(spec, options)
+    samples = details.pop("_samples")
+    provider = workflow.validate_provider(options)
+    model_file = Path(source.main_file)
+    if model_file.is_dir() or model_file.suffix != ".onnx":
+        raise UserError(f"{source.path} holds no .onnx model; give a .onnx file or its folder")
+    specs = graph_inputs(model_file)
+    calib = Path(spec.calibration).resolve()
+    count = check_calibration(calib, specs)
+    from .quantize import _already_quantized
+
+    found = _already_quantized(model_file)
+    if found and not ctx.allow_requantize:
+        raise UserError(f"{model_file} is already quantized ({', '.join(sorted(found))}); "
+                        "quantize the float model instead, or pass --allow-requantize")
+
+    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=LOADER))
+    ranks = {name: len(dims) for name, (dims, _) in specs.items()}
+
+    def passes_for(script: str) -> dict[str, dict]:
+        params: dict = {"data_dir": str(calib), "ranks": ranks}
+        if samples:
+            params["max_samples"] = samples
+        data_config = {"name": "edgesmith_calibration", "type": "DataContainer", "user_script": script,
+                       "load_dataset_config": {"type": LOADER, "params": params},
+                       "dataloader_config": {"type": "no_auto_batch_dataloader"}}
+        return {"quantize": {**conf, "data_config": data_config}}
+
+    passes = passes_for(str((output / SCRIPT_NAME).resolve()))
+    input_model = {"type": "ONNXModel", "model_path": str(model_file.parent.resolve()),
+                   "onnx_file_name": model_file.name}
+    what = f"static QDQ a{details['activation_bits']}w{details['bits']}"
+    olive_out = workflow.run_workflow(input_model, passes, provider, output, ctx, what=what,
+                                      portable_passes=passes_for(SCRIPT_NAME))
+    bundle.move_model(olive_out, output, "model.onnx")
+    workflow.finish(output)
+    details.update(
+        calibration={"directory": str(calib), "samples": min(count, samples) if samples else count},
+        provider=provider,
+        olive_passes=[p["type"] for p in passes.values()],
+        olive_config=workflow.CONFIG_NAME,
+        log=workflow.LOG_NAME,
+        reproduce=f"cd <this folder> && olive run --config {workflow.CONFIG_NAME}",
+    )
+    return Artifact(path=output, format="onnx", entry="model.onnx", details=details)

@@ -1,0 +1,271 @@
+"""NNCF weight compression (INT8/INT4 and friends) and full INT8 post-training quantization."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.types import Artifact, Context, QuantSpec
+
+from . import stack
+from .options import check_keys, flag, number
+from .schemes import DATA_AWARE, Plan, plan
+
+WC_OPTIONS = {
+    "all_layers": "true compresses embeddings and the output layer at the primary precision too",
+    "backup_mode": "precision of layers left out of 4-bit: int8_asym (default), int8_sym or none",
+    "subset_size": "calibration samples used by data-aware methods (default 128)",
+    "sensitivity_metric": "how mixed-precision layers are ranked: weight_quantization_error, "
+                          "hessian_input_activation, mean_activation_variance, max_activation_variance, "
+                          "mean_activation_magnitude",
+}
+PTQ_OPTIONS = {
+    "preset": "performance (symmetric, default) or mixed (asymmetric activations)",
+    "subset_size": "calibration samples used (default 300)",
+    "model_type": "transformer enables NNCF's transformer-specific handling",
+}
+COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
+
+
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+             ctx: Context) -> Artifact:
+    p = plan(spec)
+    opts = check_keys(options, PTQ_OPTIONS if p.ptq else WC_OPTIONS, f"quantize ({p.scheme})")
+    xml = stack.ir_file(source)
+    ctx.progress(f"reading {xml.name}", None, None)
+    model = stack.read_model(xml)
+    if _already_compressed(model) and not (ctx.allow_requantize or ctx.force):
+        raise UserError(f"{xml} already holds quantized weights; quantize the fp16/fp32 IR instead "
+                        f"or pass --allow-requantize")
+    src_dir = Path(source.path)
+    if p.ptq:
+        model, facts = _ptq(model, spec, opts, src_dir, ctx)
+    else:
+        model, facts = _compress(model, p, spec, opts, src_dir, ctx)
+    ctx.progress("saving the quantized IR", None, None)
+    out_xml = output / "openvino_model.xml"
+    # compress_to_fp16=False keeps the precision of the layers NNCF left alone as they were.
+    stack.ov().save_model(model, str(out_xml), compress_to_fp16=False)
+    stack.copy_side_files(src_dir, output)
+    src_bytes = stack.file_size(xml, xml.with_suffix(".bin"))
+    out_bytes = stack.file_size(out_xml, out_xml.with_suffix(".bin"))
+    return Artifact(path=output, format="openvino", entry="openvino_model.xml", details={
+        "scheme": p.scheme,
+        **facts,
+        "ir_bytes": out_bytes,
+        "source_ir_bytes": src_bytes,
+        "size_ratio": round(out_bytes / src_bytes, 4) if src_bytes else None,
+        # The .bin alone: for tiny models the graph text (.xml) is a large share of the total.
+        "weights_ratio": _ratio(out_xml.with_suffix(".bin"), xml.with_suffix(".bin")),
+    })
+
+
+def _ratio(a: Path, b: Path) -> float | None:
+    sb = stack.file_size(b)
+    return round(stack.file_size(a) / sb, 4) if sb else None
+
+
+def _already_compressed(model: Any) -> bool:
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in COMPRESSED_TYPES:
+            if math.prod(op.get_output_shape(0)) >= 1024:
+                return True
+    return False
+
+
+def _weight_inputs(model: Any) -> list[tuple[str, int]]:
+    """(name, reduction size) of every MatMul/Gather whose weight is a constant."""
+    found = []
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind != "MatMul":
+            continue
+        src = op.input_value(1).get_node()
+        while src.get_type_name() in ("Convert", "Reshape") and src.get_input_size():
+            src = src.input_value(0).get_node()
+        if src.get_type_name() != "Constant":
+            continue
+        shape = op.input_value(1).get_partial_shape()
+        if not shape.is_static or len(shape) < 2:
+            continue
+        dims = [d.get_length() for d in shape]
+        transpose_b = op.get_attributes().get("transpose_b", False)
+        found.append((op.get_friendly_name(), dims[-1] if transpose_b else dims[-2]))
+    return found
+
+
+def _check_group(model: Any, p: Plan) -> None:
+    g = p.group_size
+    if not p.is_int4_family or g is None or g <= 0:
+        return
+    sizes = _weight_inputs(model)
+    bad = sorted({n for _, n in sizes if n % g})
+    if bad:
+        sizes_all = {n for _, n in sizes}
+        fits = [c for c in (32, 64, 128, 256) if all(n % c == 0 for n in sizes_all)]
+        hint = f"use --group-size {' or '.join(map(str, fits))}" if fits else "use --group-size -1 (per channel)"
+        raise UserError(
+            f"group size {g} does not divide the layer input size {bad[0]} of this model; {hint}"
+        )
+
+
+def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
+              ctx: Context) -> tuple[Any, dict[str, Any]]:
+    _check_group(model, p)
+    data_aware = p.method in DATA_AWARE or "sensitivity_metric" in opts
+    if data_aware and spec.calibration is None:
+        raise UserError(f"{spec.method or 'sensitivity_metric'} is data-aware; give --calibration FILE "
+                        f"(plain text, one sample per line)")
+    stack.quiet()
+    import nncf
+
+    kwargs: dict[str, Any] = {"mode": nncf.CompressWeightsMode(p.scheme)}
+    if p.group_size is not None:
+        kwargs["group_size"] = p.group_size
+    if p.ratio is not None:
+        kwargs["ratio"] = p.ratio
+    all_layers = flag(opts, "all_layers")
+    if all_layers is not None:
+        kwargs["all_layers"] = all_layers
+    if "backup_mode" in opts:
+        try:
+            kwargs["backup_mode"] = nncf.BackupMode(opts["backup_mode"].lower())
+        except ValueError:
+            raise UserError(f"backup_mode {opts['backup_mode']!r} is unknown; use "
+                            f"{', '.join(m.value for m in nncf.BackupMode)}") from None
+    if "sensitivity_metric" in opts:
+        try:
+            kwargs["sensitivity_metric"] = nncf.SensitivityMetric(opts["sensitivity_metric"].lower())
+        except ValueError:
+            raise UserError(f"sensitivity_metric {opts['sensitivity_metric']!r} is unknown; use "
+                            f"{', '.join(m.value for m in nncf.SensitivityMetric)}") from None
+    if p.method:
+        kwargs[p.method] = True
+    samples = 0
+    if spec.calibration is not None and (data_aware or p.method):
+        ctx.progress("tokenizing the calibration text", None, None)
+        items = text_samples(model, spec.calibration, src_dir)
+        samples = len(items)
+        kwargs["dataset"] = nncf.Dataset(items)
+        kwargs["subset_size"] = number(opts, "subset_size", int, 128)
+    ctx.progress(f"compressing weights to {p.scheme}", None, None)
+    try:
+        model = nncf.compress_weights(model, **kwargs)
+    except (nncf.ValidationError, nncf.UnsupportedModelError) as exc:
+        raise UnsupportedError(f"NNCF refused {p.scheme}: {stack.first_line(exc)}") from None
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:
+        raise BackendError(f"NNCF weight compression failed: {stack.first_line(exc)}") from exc
+    facts = {
+        "mode": p.scheme,
+        "group_size": kwargs.get("group_size", "nncf default"),
+        "ratio": kwargs.get("ratio", 1.0),
+        "all_layers": bool(kwargs.get("all_layers", False)),
+        "method": p.method or "rtn",
+        "calibration_samples": samples,
+        "subset_size": kwargs.get("subset_size"),
+        "nncf_call": "nncf.compress_weights(" + ", ".join(
+            f"{k}={v.value if hasattr(v, 'value') else v}" for k, v in kwargs.items() if k != "dataset"
+        ) + (", dataset=..." if "dataset" in kwargs else "") + ")",
+    }
+    return model, facts
+
+
+def text_samples(model: Any, calibration: Path, src_dir: Path) -> list[dict[str, Any]]:
+    """Inputs of a stateful causal-LM IR, one per line of the calibration text."""
+    import numpy as np
+
+    if calibration.is_dir():
+        raise UserError(f"{calibration} is a directory; weight compression calibrates from a text file")
+    lines = [ln.strip() for ln in calibration.read_text(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        raise UserError(f"{calibration} holds no text; give a file with one sample per line")
+    tok_xml = src_dir / "openvino_tokenizer.xml"
+    if not tok_xml.exists():
+        raise UserError(f"{src_dir} has no openvino_tokenizer.xml to read the calibration text; "
+                        f"convert the model with edgesmith convert --to openvino")
+    import openvino_tokenizers  # noqa: F401 - registers the tokenizer operations
+
+    tokenizer = stack.core().compile_model(str(tok_xml), "CPU")
+    names = {i.get_any_name() for i in model.inputs}
+    if "input_ids" not in names:
+        raise UserError("the model has no input_ids input; text calibration is for language-model IR")
+    items = []
+    for line in lines:
+        ids = tokenizer([line])["input_ids"].astype(np.int64)
+        n = ids.shape[1]
+        item: dict[str, Any] = {"input_ids": ids}
+        if "attention_mask" in names:
+            item["attention_mask"] = np.ones_like(ids)
+        if "position_ids" in names:
+            item["position_ids"] = np.arange(n, dtype=np.int64)[None, :]
+        if "beam_idx" in names:
+            item["beam_idx"] = np.zeros(1, dtype=np.int32)
+        items.append(item)
+    return items
+
+
+def array_samples(model: Any, calibration: Path) -> list[dict[str, Any]]:
+    """Samples from a directory of .npz (arrays named after the inputs) or .npy files."""
+    import numpy as np
+
+    if not calibration.is_dir():
+        raise UserError(f"{calibration} is not a directory; int8_ptq calibrates from a directory of "
+                        f".npz/.npy input arrays")
+    names = [i.get_any_name() for i in model.inputs]
+    items: list[dict[str, Any]] = []
+    for f in sorted(calibration.iterdir()):
+        if f.suffix == ".npz":
+            with np.load(f) as z:
+                missing = [n for n in names if n not in z.files]
+                if missing:
+                    raise UserError(f"{f} lacks arrays for inputs {', '.join(missing)}; name the arrays "
+                                    f"after the model inputs ({', '.join(names)})")
+                items.append({n: z[n] for n in names})
+        elif f.suffix == ".npy":
+            if len(names) != 1:
+                raise UserError(f"the model has {len(names)} inputs; give .npz files with arrays named "
+                                f"{', '.join(names)} instead of .npy files")
+            items.append({names[0]: np.load(f, allow_pickle=False)})
+    if not items:
+        raise UserError(f"{calibration} holds no .npz or .npy files; add one file per sample input")
+    return items
+
+
+def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
+         ctx: Context) -> tuple[Any, dict[str, Any]]:
+    if stack.is_llm(src_dir):
+        raise UnsupportedError("int8_ptq is for encoder and vision IR; compress a language model's "
+                               "weights with int8_asym/int4_asym instead")
+    if spec.calibration is None:
+        raise UserError("int8_ptq needs --calibration DIR: a directory of .npz/.npy sample inputs")
+    stack.quiet()
+    import nncf
+
+    ctx.progress("reading calibration arrays", None, None)
+    items = array_samples(model, spec.calibration)
+    kwargs: dict[str, Any] = {"subset_size": number(opts, "subset_size", int, 300)}
+    preset = opts.get("preset", "performance").lower()
+    try:
+        kwargs["preset"] = nncf.QuantizationPreset(preset)
+    except ValueError:
+        raise UserError(f"preset {preset!r} is unknown; use performance or mixed") from None
+    if "model_type" in opts:
+        if opts["model_type"].lower() != "transformer":
+            raise UserError(f"model_type {opts['model_type']!r} is unknown; the only value is transformer")
+        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    ctx.progress(f"quantizing weights and activations to INT8 ({len(items)} samples)", None, None)
+    try:
+        model = nncf.quantize(model, nncf.Dataset(items), **kwargs)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:
+        raise BackendError(f"NNCF quantization failed: {stack.first_line(exc)}") from exc
+    return model, {"mode": "int8_ptq", "preset": preset, "calibration_samples": len(items),
+                   "subset_size": kwargs["subset_size"],
+                   "nncf_call": f"nncf.quantize(model, dataset, preset={preset}, "
+                                f"subset_size={kwargs['subset_size']})"}
