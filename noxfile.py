@@ -16,7 +16,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
 
-BACKENDS = ("olive", "openvino", "mlx", "qnn")
+BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
 # Backends whose stacks need torch; torch is installed first from the pins so
 # that no resolver step picks a different (multi-GB) build.
 NEEDS_TORCH = {"llamacpp", "olive", "openvino"}

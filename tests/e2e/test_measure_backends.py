@@ -36,8 +36,7 @@ def _usable() -> dict[str, Any]:
 def _four_bit(rec: Any, source: Path, out: Path) -> Path:
     fmt, scheme = FOUR_BIT[rec.name]
     kw = {"scheme": scheme} if scheme else {"bits": 4}
-    if ("hf", fmt) in rec.info.quantizes:
-        return Path(api.quantize(source, out / "q4", backend=rec.name, **kw).path)
+    # Convert first, then quantize: the one route every stack here offers.
     base = api.convert(source, fmt, out / "converted", backend=rec.name)
     return Path(api.quantize(base.path, out / "q4", backend=rec.name, **kw).path)
 

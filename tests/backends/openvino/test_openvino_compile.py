@@ -30,6 +30,7 @@ def test_compile_cpu_writes_blob_and_runs(ov_int4, tmp_path: Path) -> None:
     shutil.move(out, moved)
     req = RunRequest(prompt="The morning train", max_tokens=4)
     with api.load(moved, backend="openvino") as runner:
+        assert runner.from_blob, "the runner should import the blob compiled for cpu"
         ids = runner.tokenize("The morning train left")
         compiled_lp = runner.logprobs(ids)
         compiled_tokens = runner.generate(req).token_ids

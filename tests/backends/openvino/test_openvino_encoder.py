@@ -4,8 +4,6 @@ compared with the fp32 model run by the plain OpenVINO runtime."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,6 @@ import pytest
 
 from edgesmith import api
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.testing.fixtures import env_offline
 from edgesmith.types import RunRequest
 
 
@@ -79,9 +76,13 @@ def test_api_load_infer_matches_fp32(encoder) -> None:
                                    rtol=1e-5, atol=1e-5)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgesmith.cli", *args], capture_output=True,
-                          text=True, env=env_offline(), timeout=600)
+def cli(*args: str):
+    # In process (click's runner): the stack is already imported, so this stays quick.
+    from click.testing import CliRunner
+
+    from edgesmith.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_cli_run_with_input_arrays(encoder, tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_cli_run_with_input_arrays(encoder, tmp_path: Path) -> None:
     done = cli("run", str(encoder["int8"]), "--input", f"features={tmp_path / 'features.npy'}",
                "--input", f"bias_in={tmp_path / 'bias_in.npy'}", "--save-outputs", str(tmp_path / "out"),
                "-b", "openvino", "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.exit_code == 0, done.output[-2000:]
     summary = json.loads(done.stdout)
     assert summary["backend"] == "openvino"
     assert summary["outputs"] == {"embeddings": {"shape": [1, 16, 64], "dtype": "float32"}}
@@ -102,10 +103,10 @@ def test_cli_run_with_input_arrays(encoder, tmp_path: Path) -> None:
 
 def test_cli_prompt_on_an_encoder_is_one_line(encoder) -> None:
     done = cli("run", str(encoder["int8"]), "-p", "hello", "-b", "openvino")
-    assert done.returncode == 2, done.stderr[-2000:]
-    errors = [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
-    assert len(errors) == 1 and "--input" in errors[0], done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.exit_code == 2, done.output[-2000:]
+    errors = [ln for ln in done.output.splitlines() if ln.startswith("edgesmith: error:")]
+    assert len(errors) == 1 and "--input" in errors[0], done.output
+    assert "Traceback" not in done.output
 
 
 def test_bad_inputs_are_user_errors(encoder) -> None:
@@ -121,6 +122,11 @@ def test_bad_inputs_are_user_errors(encoder) -> None:
             runner.infer({**feed, "features": feed["features"].astype(np.int64)})
         with pytest.raises(UserError, match="rejected the inputs"):
             runner.infer({**feed, "features": feed["features"][:, :, :32]})
+    import openvino as ov
+
+    if not any(d.startswith("NPU") for d in ov.Core().available_devices):
+        with pytest.raises(UserError, match="available: CPU"):
+            api.load(encoder["int8"], backend="openvino", options={"device": "npu"})
 
 
 def test_compiled_encoder_runs_from_the_blob(encoder, tmp_path: Path) -> None:
@@ -131,3 +137,60 @@ def test_compiled_encoder_runs_from_the_blob(encoder, tmp_path: Path) -> None:
         assert runner.from_blob
         out = runner.infer(feed)["embeddings"]
     assert _cosine(_fp32_reference(encoder["ir"])(feed)["embeddings"], out) >= 0.99
+
+
+def test_text_calibration_through_the_tokenizer(text_encoder, tmp_path: Path) -> None:
+    from importlib import resources
+
+    from tokenizers import Tokenizer
+
+    src = text_encoder(tmp_path / "enc")
+    ir = api.convert(src, "openvino", tmp_path / "ir", backend="openvino")
+    assert "tokenizer.json" in ir.details["side_files"]
+    assert (tmp_path / "ir" / "tokenizer.json").is_file()
+    corpus = resources.files("edgesmith").joinpath("data/tiny_corpus.txt").read_text()
+    lines = [s.strip() for s in corpus.replace("\n", " ").split(". ") if s.strip()]
+    assert len(lines) >= 30
+    cal = tmp_path / "calibration.txt"
+    cal.write_text("\n".join(lines[:24]) + "\n\n")
+    q = api.quantize(tmp_path / "ir", tmp_path / "int8", scheme="int8_ptq", calibration=cal,
+                     backend="openvino", options={"max_length": "32"})
+    d = q.details
+    assert d["calibration"] == "text" and d["calibration_samples"] == 24 and d["max_length"] == 32
+    assert (tmp_path / "int8" / "tokenizer.json").is_file()
+    import openvino as ov
+
+    quantized = ov.Core().read_model(str(tmp_path / "int8" / "openvino_model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    fp32 = _fp32_reference(tmp_path / "ir")
+    sims = []
+    with api.load(tmp_path / "int8", backend="openvino") as runner:
+        for text in lines[25:30]:
+            ids = np.asarray([tok.encode(text).ids[:32]], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            sims.append(_cosine(fp32(feed)["last_hidden_state"], runner.infer(feed)["last_hidden_state"]))
+    assert len(sims) == 5 and min(sims) >= 0.99, sims
+
+
+def test_text_calibration_errors(text_encoder, tiny_encoder, tmp_path: Path) -> None:
+    src = text_encoder(tmp_path / "enc")
+    api.convert(src, "openvino", tmp_path / "ir", backend="openvino")
+    cal = tmp_path / "calibration.txt"
+    cal.write_text("one line of text\n")
+    (tmp_path / "ir" / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match="no tokenizer.json"):
+        api.quantize(tmp_path / "ir", tmp_path / "q", scheme="int8_ptq", calibration=cal,
+                     backend="openvino")
+    # The tokenizer can be named instead.
+    art = api.quantize(tmp_path / "ir", tmp_path / "q", scheme="int8_ptq", calibration=cal,
+                       backend="openvino", options={"tokenizer": str(src)})
+    assert art.details["calibration_samples"] == 1
+    # An encoder without input_ids cannot calibrate from text.
+    onnx_path = tiny_encoder(tmp_path / "feat" / "model.onnx")
+    api.convert(onnx_path.parent, "openvino", tmp_path / "feat-ir", backend="openvino")
+    with pytest.raises(UserError, match="no input_ids"):
+        api.quantize(tmp_path / "feat-ir", tmp_path / "q2", scheme="int8_ptq", calibration=cal,
+                     backend="openvino")
+    assert not (tmp_path / "q2").exists()

@@ -63,12 +63,21 @@ def test_convert_compress_run(arch: str, ov_fp16, ov_int4) -> None:
 
 
 def test_int4_is_at_most_35_percent_of_fp16(ov_fp16, ov_int4) -> None:
+    # The default tiny llama: hidden 256 (a multiple of 256), intermediate 768, vocab 384.
     fp16, int4 = ov_fp16("llama"), ov_int4("llama")
     details = json.loads((int4 / MANIFEST_NAME).read_text())["details"]
-    ratio = (int4 / "openvino_model.bin").stat().st_size / (fp16 / "openvino_model.bin").stat().st_size
-    assert details["weights_ratio"] == pytest.approx(ratio, abs=1e-3)
-    # The weights: INT4 groups of 64 plus INT8 embeddings/head, against fp16.
-    assert ratio <= 0.35, f"INT4 weights are {ratio:.1%} of fp16"
+
+    def size(d: Path, *suffixes: str) -> int:
+        return sum((d / f"openvino_model{s}").stat().st_size for s in suffixes)
+
+    whole = size(int4, ".xml", ".bin") / size(fp16, ".xml", ".bin")
+    weights = size(int4, ".bin") / size(fp16, ".bin")
+    assert details["size_ratio"] == pytest.approx(whole, abs=1e-3)
+    assert details["weights_ratio"] == pytest.approx(weights, abs=1e-3)
+    # The whole IR (graph .xml + weights .bin): INT4 groups of 64 plus INT8
+    # embeddings/head against fp16. Measured 33.7% (weights alone 28.4%).
+    assert whole <= 0.35, f"INT4 IR is {whole:.1%} of the fp16 IR"
+    assert weights <= 0.30, f"INT4 weights are {weights:.1%} of fp16"
 
 
 def test_scores_agree_with_greedy_generation(ov_fp16) -> None:

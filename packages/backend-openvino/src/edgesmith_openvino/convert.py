@@ -126,10 +126,13 @@ def onnx_to_ir(source: Artifact, options: Mapping[str, str], output: Path, ctx: 
                         f"check that it is a valid ONNX model") from None
     xml = output / "openvino_model.xml"
     ov.save_model(model, str(xml), compress_to_fp16=(dtype == "fp16"))
+    # A tokenizer or preprocessor exported beside the ONNX file travels with the IR
+    # (int8_ptq reads tokenizer.json to calibrate from text).
+    side = stack.copy_side_files(source.directory, output)
     inputs = {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}
     outputs = [p.get_any_name() for p in model.outputs]
     return Artifact(path=output, format="openvino", entry="openvino_model.xml", details={
-        "weights": dtype, "inputs": inputs, "outputs": outputs,
+        "weights": dtype, "inputs": inputs, "outputs": outputs, "side_files": side,
         "ir_bytes": stack.file_size(xml, xml.with_suffix(".bin")),
         "native_command": f"ovc {path} --output_model OUTPUT/openvino_model.xml"
                           + ("" if dtype == "fp16" else " --compress_to_fp16=False"),

@@ -26,6 +26,9 @@ PTQ_OPTIONS = {
     "preset": "performance (symmetric, default) or mixed (asymmetric activations)",
     "subset_size": "calibration samples used (default 300)",
     "model_type": "transformer enables NNCF's transformer-specific handling",
+    "max_length": "text calibration: tokens per sample (default the model's static sequence length, "
+                  "else 128)",
+    "tokenizer": "text calibration: the tokenizer.json to use (default the one in the IR folder)",
 }
 COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
 
@@ -242,12 +245,26 @@ def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
         raise UnsupportedError("int8_ptq is for encoder and vision IR; compress a language model's "
                                "weights with int8_asym/int4_asym instead")
     if spec.calibration is None:
-        raise UserError("int8_ptq needs --calibration DIR: a directory of .npz/.npy sample inputs")
+        raise UserError("int8_ptq needs --calibration DIR (a directory of .npz/.npy sample inputs) or, "
+                        "for a text encoder, --calibration FILE.txt (one sample per line)")
     stack.quiet()
     import nncf
 
-    ctx.progress("reading calibration arrays", None, None)
-    items = array_samples(model, spec.calibration)
+    cal = Path(spec.calibration)
+    text = cal.is_file() and cal.suffix.lower() not in (".npz", ".npy")
+    extra: dict[str, Any] = {"calibration": "arrays"}
+    if text:
+        from .calibration import encoder_text_samples
+
+        ctx.progress("tokenizing the calibration text", None, None)
+        items, extra = encoder_text_samples(model, cal, src_dir, opts)
+    else:
+        used = sorted(k for k in ("max_length", "tokenizer") if k in opts)
+        if used:
+            raise UserError(f"{', '.join(used)} apply to text calibration only; drop them or give "
+                            f"--calibration FILE.txt")
+        ctx.progress("reading calibration arrays", None, None)
+        items = array_samples(model, cal)
     kwargs: dict[str, Any] = {"subset_size": number(opts, "subset_size", int, 300)}
     preset = opts.get("preset", "performance").lower()
     try:
@@ -266,6 +283,6 @@ def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
     except Exception as exc:
         raise BackendError(f"NNCF quantization failed: {stack.first_line(exc)}") from exc
     return model, {"mode": "int8_ptq", "preset": preset, "calibration_samples": len(items),
-                   "subset_size": kwargs["subset_size"],
+                   "subset_size": kwargs["subset_size"], **extra,
                    "nncf_call": f"nncf.quantize(model, dataset, preset={preset}, "
                                 f"subset_size={kwargs['subset_size']})"}

@@ -83,6 +83,8 @@ class OpenVINORunner(Runner):
             self._eos.add(int(cfg.eos_token_id))
         self._logits_request: Any = None
         self.context_length = _context_length(directory)
+        # Scoring imports the compiled blob made for this device instead of compiling the IR.
+        self.from_blob = bool(compiled.get("blob")) and (directory / compiled["blob"]).is_file()
 
     # -- text <-> ids ---------------------------------------------------------
 
@@ -170,9 +172,8 @@ class OpenVINORunner(Runner):
     def _request(self) -> Any:
         if self._logits_request is None:
             core = stack.core()
-            blob = self._compiled.get("blob")
-            if blob and (self._dir / blob).exists():
-                with open(self._dir / blob, "rb") as f:
+            if self.from_blob:
+                with open(self._dir / self._compiled["blob"], "rb") as f:
                     compiled = core.import_model(f.read(), self._device, self._props)
             else:
                 compiled = core.compile_model(str(self._dir / "openvino_model.xml"), self._device,

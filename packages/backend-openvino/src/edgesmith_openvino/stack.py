@@ -110,7 +110,7 @@ SIDE_FILES = ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino_deto
               "openvino_detokenizer.bin", "config.json", "generation_config.json",
               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model",
-              "added_tokens.json", "preprocessor_config.json")
+              "added_tokens.json", "preprocessor_config.json", "vocab.txt")
 
 
 def copy_side_files(src: Path, dst: Path) -> list[str]:

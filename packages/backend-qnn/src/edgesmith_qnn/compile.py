@@ -16,6 +16,14 @@ from .options import check_keys, flag
 
 def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
     opts = check_keys("compile", options)
+    if "hub_device" in opts:
+        from .hub import compile_on_hub
+
+        return compile_on_hub(source, opts, output, ctx)
+    stray = sorted(k for k in opts if k.startswith("hub_"))
+    if stray:
+        raise UserError(f"option(s) {', '.join(stray)} apply to Qualcomm AI Hub jobs only; "
+                        f"add --option hub_device=NAME or drop them")
     ep.provider_options(opts)  # validate target settings before any work
     cpu_fallback = flag(opts, "cpu_fallback", False)
     embed = flag(opts, "embed", False)

