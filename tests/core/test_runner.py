@@ -66,3 +66,25 @@ def test_context_overflow_is_a_user_error():
 def test_no_chat_template_is_explained():
     with pytest.raises(UserError, match="chat template"):
         ByteRunner("x").generate(RunRequest(messages=({"role": "user", "content": "hi"},)))
+
+
+def test_long_streams_match_whole_decoding():
+    """Pieces add up to the whole text past many window restarts, for a
+    SentencePiece-like tokenizer that drops the first word's leading space and
+    for byte tokens that split multi-byte characters."""
+    from edgesmith.runner import _IncrementalDecoder
+
+    words = ["▁the", "▁rain", "s", "▁fell", "▁on", "▁roofs", ",", "▁and", "▁ran"]
+
+    def sp_decode(ids):
+        return "".join(words[i] for i in ids).replace("▁", " ").removeprefix(" ")
+
+    ids = [i % len(words) for i in range(200)]
+    dec = _IncrementalDecoder(sp_decode)
+    text = "".join(dec.push(t) for t in ids) + dec.flush()
+    assert text == sp_decode(ids)
+
+    data = ("Grüße, 世界! ✓ " * 20).encode()
+    dec = _IncrementalDecoder(lambda b: bytes(b).decode("utf-8", errors="replace"))
+    pieces = [dec.push(b) for b in data] + [dec.flush()]
+    assert "".join(pieces) == data.decode() and not any("\ufffd" in p for p in pieces)

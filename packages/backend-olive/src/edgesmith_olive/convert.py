@@ -146,7 +146,7 @@ def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Con
             "olive_config": workflow.CONFIG_NAME,
             "log": workflow.LOG_NAME,
             "repairs": repairs,
-            "reproduce": f"olive run --config {workflow.CONFIG_NAME}",
+            "reproduce": workflow.reproduce(),
         },
     )
 

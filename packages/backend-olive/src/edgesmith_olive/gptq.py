@@ -27,6 +27,7 @@ from . import bundle, workflow
 from .convert import _check_source
 from .options import check_keys, integer
 from .schemes import ACCURACY_LEVELS, BLOCK_SIZES
+from .static import unique_loader
 
 KNOWN = ("accuracy_level", "provider", "seq_len", "samples")
 SCRIPT_NAME = "olive_calibration.py"
@@ -49,6 +50,7 @@ def {loader}(data_file, model_path, seq_len=512, max_samples=128, **kwargs):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code={trust})
+    tokenizer.model_max_length = 1 << 40  # the whole file at once; windows are cut below
     with open(data_file, encoding="utf-8") as f:
         text = f.read()
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -111,7 +113,8 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
     if spec.ratio is not None and spec.ratio != 1:
         raise UnsupportedError("olive GPTQ quantizes every Linear layer; mixed --ratio is not supported")
     if spec.calibration is None:
-        raise UserError("GPTQ needs --calibration FILE: a plain-text file of representative text")
+        raise UserError("quantizing a Hugging Face checkpoint here is GPTQ, which needs --calibration FILE "
+                        "(plain text); for int4 without data use: edgesmith convert MODEL --to onnx --dtype int4")
     _read_text(Path(spec.calibration))
     block = spec.group_size if spec.group_size is not None else 32
     if block not in BLOCK_SIZES:
@@ -134,16 +137,15 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
     provider = workflow.validate_provider(options)
     src = Path(source.path)
     arch = _check_source(source, ctx)
-    import json
-
-    cfg = json.loads((src / "config.json").read_text())
+    cfg = bundle.read_json(src / "config.json")
     if cfg.get("quantization_config"):
         raise UserError(f"{src} is already quantized (quantization_config in config.json); "
                         "give the float checkpoint")
 
     calib = Path(spec.calibration)
     shutil.copyfile(calib, output / TEXT_NAME)
-    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=LOADER, trust=bool(ctx.trust_remote_code)))
+    loader = unique_loader(LOADER)
+    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=loader, trust=bool(ctx.trust_remote_code)))
 
     def passes_for(script: str, text: str) -> dict[str, dict]:
         data_config = {
@@ -151,7 +153,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
             "type": "DataContainer",
             "user_script": script,
             "load_dataset_config": {
-                "type": LOADER,
+                "type": loader,
                 "params": {"data_file": text, "model_path": str(src.resolve()),
                            "seq_len": settings["seq_len"], "max_samples": settings["samples"]},
             },
@@ -199,6 +201,6 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
             "olive_config": workflow.CONFIG_NAME,
             "log": workflow.LOG_NAME,
             "repairs": repairs,
-            "reproduce": f"cd <this folder> && olive run --config {workflow.CONFIG_NAME}",
+            "reproduce": workflow.reproduce(SCRIPT_NAME, TEXT_NAME),
         },
     )

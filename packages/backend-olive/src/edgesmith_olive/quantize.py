@@ -197,7 +197,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         olive_config=workflow.CONFIG_NAME,
         log=workflow.LOG_NAME,
         repairs=repairs,
-        reproduce=f"olive run --config {workflow.CONFIG_NAME}",
+        reproduce=workflow.reproduce(),
     )
     return Artifact(path=output, format="onnx", entry=model_name, details=details)
 

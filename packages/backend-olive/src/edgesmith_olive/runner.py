@@ -91,13 +91,13 @@ class GraphRunner(Runner):
                                     f"save it as {np.dtype(want).name}")
                 arr = arr.astype(want)
             if len(arr.shape) != len(meta.shape) or any(
-                isinstance(d, int) and d != s for d, s in zip(meta.shape, arr.shape)
+                isinstance(d, int) and d != s for d, s in zip(meta.shape, arr.shape, strict=True)
             ):
                 raise UserError(f"input {name} has shape {list(arr.shape)} but the model takes {meta.shape}; "
                                 "reshape it")
             feeds[name] = arr
         outs = self.session.run(None, feeds)
-        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs)}
+        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs, strict=True)}
 
     def close(self) -> None:
         self.session = None

@@ -27,6 +27,8 @@ from .options import check_keys, choice, integer
 KNOWN = ("provider", "per_channel", "calibrate_method", "samples", "activation_type")
 SCRIPT_NAME = "olive_calibration.py"
 LOADER = "edgesmith_npy_calibration"
+#: Models bigger than this keep their weights in model.onnx.data.
+EXTERNAL_ABOVE = 1_500_000_000
 CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 _SCRIPT = '''"""Calibration inputs for Olive's OnnxStaticQuantization, written by edgesmith-olive.
@@ -56,6 +58,27 @@ def {loader}(data_dir, ranks, max_samples=None, **kwargs):
 
 _ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32,
                7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def unique_loader(base: str) -> str:
+    """A loader name of its own per job.
+
+    Olive's data registry lives for the process and, when a name is
+    registered again, reads the source of the earlier function, whose script
+    was in a previous job's (since renamed) output; a fresh name avoids that.
+    """
+    import uuid
+
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+def _weight_bytes(model: Path) -> int:
+    """Size of the graph file plus its external data files."""
+    total = model.stat().st_size
+    for name in bundle.external_data_files(model):
+        f = model.parent / name
+        total += f.stat().st_size if f.is_file() else 0
+    return total
 
 
 def is_genai(directory: Path) -> bool:
@@ -102,7 +125,7 @@ def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None
             raise UserError(f"cannot read {files[name]} as a numpy array ({exc}); save it with numpy.save") from None
         shape = list(arr.shape)
         sample = shape if len(shape) == len(dims) else shape[1:] if len(shape) == len(dims) + 1 else None
-        fits = sample is not None and all(d is None or d == s for d, s in zip(dims, sample))
+        fits = sample is not None and all(d is None or d == s for d, s in zip(dims, sample, strict=True))
         if not fits:
             want = [d if d is not None else "?" for d in dims]
             raise UserError(f"{files[name].name} has shape {shape} but input {name!r} takes {want} "
@@ -158,7 +181,6 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
         "per_channel": per_channel,
         "calibrate_method": method,
         "weight_symmetric": weight_symmetric,
-        **external_data(),
     }
     details = {"bits": bits, "activation_bits": act, "method": "static_qdq", "per_channel": per_channel,
                "calibrate_method": method, "activation_type": f"{act_kind}{act}",
@@ -184,7 +206,13 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         raise UserError(f"{model_file} is already quantized ({', '.join(sorted(found))}); "
                         "quantize the float model instead, or pass --allow-requantize")
 
-    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=LOADER))
+    loader = unique_loader(LOADER)
+    (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=loader))
+    if _weight_bytes(model_file) > EXTERNAL_ABOVE:
+        # Past protobuf's 2 GB limit the weights must go to a side file. (onnx checks
+        # that file name against the working directory, so a model.onnx.data there
+        # makes ONNX Runtime's quantizer refuse to save; small models stay inline.)
+        conf.update(external_data())
     ranks = {name: len(dims) for name, (dims, _) in specs.items()}
 
     def passes_for(script: str) -> dict[str, dict]:
@@ -192,7 +220,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         if samples:
             params["max_samples"] = samples
         data_config = {"name": "edgesmith_calibration", "type": "DataContainer", "user_script": script,
-                       "load_dataset_config": {"type": LOADER, "params": params},
+                       "load_dataset_config": {"type": loader, "params": params},
                        "dataloader_config": {"type": "no_auto_batch_dataloader"}}
         return {"quantize": {**conf, "data_config": data_config}}
 
@@ -210,6 +238,6 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         olive_passes=[p["type"] for p in passes.values()],
         olive_config=workflow.CONFIG_NAME,
         log=workflow.LOG_NAME,
-        reproduce=f"cd <this folder> && olive run --config {workflow.CONFIG_NAME}",
+        reproduce=workflow.reproduce(SCRIPT_NAME),
     )
     return Artifact(path=output, format="onnx", entry="model.onnx", details=details)

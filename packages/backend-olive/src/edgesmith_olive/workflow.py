@@ -28,6 +28,17 @@ from .offline import offline_env, silence_olive_telemetry
 
 CONFIG_NAME = "olive_config.json"
 LOG_NAME = "olive.log"
+
+
+def reproduce(*extra: str) -> str:
+    """How to repeat a job with Olive's CLI.
+
+    Not inside the output: onnx resolves external-data file names against the
+    working directory, so a run there would read or move this folder's
+    model.onnx / model.onnx.data.
+    """
+    files = " ".join((CONFIG_NAME, *extra))
+    return f"copy {files} into an empty folder and run there: olive run --config {CONFIG_NAME}"
 #: Scratch folder inside the output; removed once the model is moved out of it.
 WORK_DIR = ".olive-work"
 
@@ -133,6 +144,26 @@ def _captured(log_path: Path, tracker: _PassTracker) -> Iterator[None]:
             stream.flush()
 
 
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    """Run the block in ``path`` (an empty scratch folder).
+
+    onnx checks and writes external-data files by name relative to the
+    working directory; ONNX Runtime's quantizers, called by Olive, save
+    ``model.onnx`` + ``model.onnx.data`` that way and fail (or pick up the
+    wrong file) when the user's working directory already holds a
+    ``model.onnx.data``. Every path in the config is absolute.
+    """
+    import os
+
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def _drop_handlers_on(stream: object) -> None:
     """Remove logging handlers that libraries attached to the captured stream.
 
@@ -178,7 +209,8 @@ def run_workflow(
     by absolute path inside ``output`` (a calibration script). On failure
     raises BackendError naming the pass that failed and the kept log file.
     """
-    work = output / WORK_DIR
+    work = output.resolve() / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
     olive_out = work / "output"
     config = build_config(input_model, passes, provider, str(olive_out), str(work / "cache"))
     portable = build_config(input_model, portable_passes or passes, provider, "olive-output", ".olive-cache")
@@ -192,7 +224,7 @@ def run_workflow(
         from olive.workflows import run as olive_run
 
         try:
-            with _captured(log_path, tracker):
+            with _captured(log_path, tracker), _working_dir(work):
                 olive_run(config)
         except (KeyboardInterrupt, SystemExit):
             raise

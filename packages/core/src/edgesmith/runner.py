@@ -206,31 +206,38 @@ def _held(text: str, stops: Sequence[str]) -> int:
 
 
 class _IncrementalDecoder:
-    """Turns a token stream into text pieces without re-decoding everything.
+    """Turns a token stream into text pieces with about one detokenize call per token.
 
-    Decodes a short window of recent ids and emits what grew; holds back a
-    piece that ends in an incomplete UTF-8 sequence (shown as U+FFFD).
+    It decodes a short window of recent ids and emits what grew since the last
+    call, holding back text that ends in an incomplete UTF-8 sequence (shown
+    as U+FFFD). The window restarts a few tokens back every so often, so the
+    cost per token stays constant; decoding whole windows (not single tokens)
+    keeps tokenizers that merge spaces or bytes across tokens right.
     """
+
+    _MAX_WINDOW = 24
+    _KEEP = 4
 
     def __init__(self, detokenize: Callable[[Sequence[int]], str]):
         self._detok = detokenize
         self._ids: list[int] = []
-        self._prefix = 0  # start of the decode window
-        self._read = 0  # ids already emitted as text
+        self._start = 0  # first id of the decode window
+        self._shown = ""  # text of the window already emitted
 
     def push(self, token: int) -> str:
         self._ids.append(token)
-        before = self._detok(self._ids[self._prefix : self._read])
-        now = self._detok(self._ids[self._prefix :])
-        if len(now) > len(before) and not now.endswith("\ufffd"):
-            piece = now[len(before) :]
-            self._prefix = self._read
-            self._read = len(self._ids)
-            return piece
-        return ""
+        now = self._detok(self._ids[self._start :])
+        if now.endswith("\ufffd") or len(now) <= len(self._shown):
+            return ""
+        piece = now[len(self._shown) :]
+        self._shown = now
+        if len(self._ids) - self._start > self._MAX_WINDOW:
+            self._start = len(self._ids) - self._KEEP
+            self._shown = self._detok(self._ids[self._start :])
+        return piece
 
     def flush(self) -> str:
-        before = self._detok(self._ids[self._prefix : self._read])
-        now = self._detok(self._ids[self._prefix :])
-        self._read = len(self._ids)
-        return now[len(before) :] if len(now) > len(before) else ""
+        now = self._detok(self._ids[self._start :])
+        piece = now[len(self._shown) :] if len(now) > len(self._shown) else ""
+        self._shown = now
+        return piece
