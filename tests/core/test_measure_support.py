@@ -11,9 +11,7 @@ copies fail it.
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +20,9 @@ import pytest
 from edgesmith.cli import _Group
 from edgesmith.measure.cli import bench, eval_
 from edgesmith.measure.text import load_text
+from edgesmith.testing import bigram_checkpoint  # noqa: F401 - used by test_measure_*.py
 
 CLI = _Group(commands={"bench": bench, "eval": eval_})
-
-
-def bigram_checkpoint(base: Path, dest: Path) -> Path:
-    from safetensors.numpy import load_file, save_file
-    from tokenizers import Tokenizer
-
-    shutil.copytree(base, dest)
-    cfg = json.loads((dest / "config.json").read_text())
-    tok = Tokenizer.from_file(str(dest / "tokenizer.json"))
-    ids = tok.encode(load_text(None)[0], add_special_tokens=False).ids
-    w = load_file(str(dest / "model.safetensors"))
-    emb = w["model.embed_tokens.weight"]
-    succ: dict[int, int] = {}
-    taken = {0, 1, 2}  # never predict the special tokens (end of sequence among them)
-    for (a, b), _ in Counter(zip(ids, ids[1:], strict=False)).most_common():
-        if a not in succ and b not in taken and a != b:
-            succ[a] = b
-            taken.add(b)
-    head = np.random.default_rng(1).standard_normal(emb.shape).astype(np.float32) * 0.002
-    for a, b in succ.items():
-        head[b] = emb[a]
-    w["lm_head.weight"] = head
-    save_file(w, str(dest / "model.safetensors"), metadata={"format": "pt"})
-    cfg["tie_word_embeddings"] = False
-    (dest / "config.json").write_text(json.dumps(cfg, indent=2))
-    return dest
 
 
 def broken_copy(src: Path, dest: Path, how: str) -> Path:

@@ -19,8 +19,8 @@ from edgesmith import api
 from edgesmith.cli import _Group
 from edgesmith.formats import detect
 from edgesmith.measure.cli import bench, eval_
-
-from ..core.test_measure_support import bigram_checkpoint
+from edgesmith.testing import bigram_checkpoint
+from edgesmith.types import RunRequest
 
 CLI = _Group(commands={"bench": bench, "eval": eval_})
 
@@ -102,21 +102,22 @@ def test_gguf_decode_speed_agrees_with_llama_cpp(tiny_model, tmp_path):
     row = json.loads(b.stdout)["artifacts"][0]
     if row["eos_early"]:
         pytest.skip("the model ended its text early; decode rates would cover different lengths")
-    ours = row["decode_tps"]["median"]
-    llm = llama_cpp.Llama(model_path=str(detect(art).main_file), n_threads=2, n_ctx=256, verbose=False)
-    try:
-        ctx = llm._ctx.ctx
-        perf = getattr(llama_cpp, "llama_perf_context", None)
-        if perf is None:
-            pytest.skip("this llama-cpp-python has no llama_perf_context")
-        rates = []
+    assert row["decode_tps"]["median"] > 0
+    # Same-run agreement: edgesmith's stopwatch (the Runner.generate that bench's
+    # worker calls) against llama.cpp's own counters for the very same tokens, so
+    # load from other processes affects both sides alike.
+    perf = getattr(llama_cpp, "llama_perf_context", None)
+    if perf is None:
+        pytest.skip("this llama-cpp-python has no llama_perf_context")
+    pairs = []
+    with api.load(art, backend="llamacpp", threads=2) as runner:
+        ctx = runner._llm._ctx.ctx  # the vendor context behind the runner
         for _ in range(3):
             llama_cpp.llama_perf_context_reset(ctx)
-            llm.create_completion(" ".join(["word"] * 28), max_tokens=64, temperature=0.0)
+            result = runner.generate(RunRequest(prompt=" ".join(["word"] * 28), max_tokens=64))
             data = perf(ctx)
-            rates.append(data.n_eval / (data.t_eval_ms / 1000))  # decode steps after the prompt
-    finally:
-        if hasattr(llm, "close"):
-            llm.close()
-    theirs = sorted(rates)[1]
-    assert ours == pytest.approx(theirs, rel=0.25), (ours, rates)
+            if result.generated_tokens < 16:
+                pytest.skip("the model ended its text early")
+            pairs.append((result.timings.decode_tps, data.n_eval / (data.t_eval_ms / 1000)))
+    ours, theirs = sorted(pairs)[1]
+    assert ours == pytest.approx(theirs, rel=0.15), pairs

@@ -132,6 +132,7 @@ class Runner(abc.ABC):
                 on_text(text[shown:upto])
             shown = max(shown, upto)
 
+        live = on_text is not None or bool(request.stop)
         t0 = time.perf_counter()
         stream = self.stream_tokens(ids, request)
         try:
@@ -141,7 +142,9 @@ class Runner(abc.ABC):
                     t_first = now
                 t_last = now
                 out.append(int(tok))
-                piece = decoder.push(int(tok))
+                # Text is only needed per token for streaming or stop strings;
+                # otherwise it is decoded once after the timed loop.
+                piece = decoder.push(int(tok)) if live else ""
                 if piece:
                     text += piece
                     cut = _stop_at(text, request.stop)
@@ -158,7 +161,10 @@ class Runner(abc.ABC):
             if close:
                 close()
         t_end = time.perf_counter()
-        if finish != "stop":
+        if not live:
+            text = self.detokenize(out)
+            finish = "length" if len(out) >= request.max_tokens else "stop"
+        elif finish != "stop":
             text += decoder.flush()
             cut = _stop_at(text, request.stop)
             if cut is not None:

@@ -18,6 +18,9 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+# VmHWM: this process's own peak memory, which starts afresh at exec.
+from ..runner import peak_rss_mb
+
 _out: IO[str] | None = None
 
 
@@ -29,25 +32,6 @@ def _send(event: str, **data: Any) -> None:
 
 def progress(message: str) -> None:
     _send("progress", message=message)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (MiB).
-
-    Linux keeps ``ru_maxrss`` across exec, so a worker started by a large
-    parent would inherit the parent's peak; ``VmHWM`` belongs to this process's
-    own address space and starts afresh at exec.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    from ..runner import peak_rss_mb as maxrss
-
-    return maxrss()
 
 
 def _load(job: dict[str, Any]) -> Any:

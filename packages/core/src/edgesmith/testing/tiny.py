@@ -11,6 +11,7 @@ of 256.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -177,4 +178,44 @@ def tiny_checkpoint(
     (dest / "special_tokens_map.json").write_text(json.dumps({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
     }, indent=2) + "\n")
+    return dest
+
+
+def bigram_checkpoint(base: str | Path, dest: str | Path, text: str | None = None) -> Path:
+    """Copy ``base`` with an output head that predicts each token's most frequent
+    follower in ``text`` (default: the core's evaluation text).
+
+    A random tiny model repeats one token under greedy decoding and its
+    perplexity sits near the vocabulary size whatever the rounding; this "bigram
+    model inside a transformer" writes varied text and predicts real text better
+    than chance, so smoke tests, perplexity gaps and quantization effects show.
+    """
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+    from tokenizers import Tokenizer
+
+    if text is None:
+        from ..measure.text import load_text
+
+        text = load_text(None)[0]
+    base, dest = Path(base), Path(dest)
+    shutil.copytree(base, dest)
+    ids = Tokenizer.from_file(str(dest / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    w = load_file(str(dest / "model.safetensors"))
+    emb = w["model.embed_tokens.weight"]
+    follower: dict[int, int] = {}
+    used = {0, 1, 2}  # never predict the special tokens (end of sequence among them)
+    for (a, b), _ in Counter(zip(ids, ids[1:], strict=False)).most_common():
+        if a not in follower and b not in used and a != b:
+            follower[a] = b
+            used.add(b)
+    head = np.random.default_rng(1).standard_normal(emb.shape).astype(np.float32) * 0.002
+    for a, b in follower.items():
+        head[b] = emb[a]
+    w["lm_head.weight"] = head
+    save_file(w, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((dest / "config.json").read_text())
+    cfg["tie_word_embeddings"] = False
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return dest
