@@ -19,6 +19,7 @@ import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context, QuantSpec
+from edgesmith.util import input_files
 
 from . import bundle, workflow
 from .convert import external_data
@@ -106,17 +107,7 @@ def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None
     if not directory.is_dir():
         raise UserError(f"calibration {directory} is not a directory; static quantization reads a "
                         f"directory with one NAME.npy per input ({', '.join(n + '.npy' for n in specs)})")
-    files = {p.stem: p for p in directory.glob("*.npy")}
-    missing = [n for n in specs if n not in files]
-    extra = sorted(set(files) - set(specs))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"no file for input(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"file(s) {', '.join(e + '.npy' for e in extra)} match no input")
-        raise UserError(f"calibration directory {directory} does not match the model: {'; '.join(parts)}; "
-                        f"write one NAME.npy per input ({', '.join(n + '.npy' for n in specs)})")
+    files = input_files(directory, specs)
     count = None
     for name, (dims, dtype) in specs.items():
         try:

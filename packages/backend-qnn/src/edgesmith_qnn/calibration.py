@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UserError
+from edgesmith.util import input_files
 
 _ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
                9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
@@ -34,18 +35,7 @@ def from_npy_dir(directory: Path, specs: Mapping[str, tuple[tuple[int, ...], Any
                  limit: int | None) -> list[dict[str, np.ndarray]]:
     """``NAME.npy`` per input: one sample of the input's shape, or N samples
     stacked on a new leading axis."""
-    files = {p.stem: p for p in sorted(directory.glob("*.npy"))}
-    missing = [n for n in specs if n not in files]
-    extra = sorted(set(files) - set(specs))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"no file for input(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"file(s) {', '.join(e + '.npy' for e in extra)} match no input")
-        raise UserError(f"calibration directory {directory} does not match the model: "
-                        f"{'; '.join(parts)}; write one NAME.npy per input "
-                        f"({', '.join(n + '.npy' for n in specs)})")
+    files = input_files(directory, specs)
     stacks: dict[str, np.ndarray] = {}
     count = None
     for name, (shape, dtype) in specs.items():

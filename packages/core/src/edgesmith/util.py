@@ -90,3 +90,22 @@ def content_hash(path: Path, *, skip: Iterable[str] = ("edgesmith.json",)) -> st
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return "sha256:" + h.hexdigest()
+
+
+def input_files(directory: Path, names: Iterable[str]) -> dict[str, Path]:
+    """``NAME.npy`` for each graph input in a calibration directory, exactly one
+    per input; a one-line error names what is missing or left over."""
+    names = list(names)
+    files = {p.stem: p for p in sorted(Path(directory).glob("*.npy"))}
+    missing = [n for n in names if n not in files]
+    extra = sorted(set(files) - set(names))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no file for input(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"file(s) {', '.join(e + '.npy' for e in extra)} match no input")
+        raise UserError(f"calibration directory {directory} does not match the model: "
+                        f"{'; '.join(parts)}; write one NAME.npy per input "
+                        f"({', '.join(n + '.npy' for n in names)})")
+    return {n: files[n] for n in names}
