@@ -40,3 +40,37 @@ def test_dtype_alias_and_recast(tiny_model, tmp_path):
     assert json.loads((art.path / "config.json").read_text())["torch_dtype"] == "bfloat16"
     again = api.convert(art.path, "mlx", tmp_path / "again", backend="mlx", dtype="float32")
     assert set(safetensors_summary(again.path)["dtypes"]) == {"F32"}
+
+
+def test_rope_base_saved_only_in_rope_parameters_is_used(tiny_model, tmp_path):
+    """transformers 5 writes the RoPE base only under rope_parameters; mlx-lm reads
+    the top-level key and would fall back to 10000 without the backend's fix."""
+    from pathlib import Path
+
+    import numpy as np
+
+    def variant(name: str, top: float | None, nested: float | None) -> Path:
+        d = tmp_path / name
+        shutil.copytree(tiny_model("llama"), d)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg.pop("rope_theta", None)
+        cfg.pop("rope_parameters", None)
+        if top is not None:
+            cfg["rope_theta"] = top
+        if nested is not None:
+            cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": nested}
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    ids = list(range(3, 40))
+
+    def scores(src: Path) -> np.ndarray:
+        out = api.convert(src, "mlx", src.with_name(src.name + "-mlx"), backend="mlx").path
+        with api.load(out, backend="mlx") as runner:
+            return runner.logprobs(ids)
+
+    top = scores(variant("top", 500000.0, None))
+    nested = scores(variant("nested", None, 500000.0))
+    default = scores(variant("default", 10000.0, None))
+    np.testing.assert_allclose(nested, top, atol=1e-5)
+    assert np.abs(default - top).max() > 1e-3  # the base matters on this model, so the check can fail

@@ -1,23 +1,26 @@
-"""GGUF -> Hugging Face checkpoint, through transformers' own GGUF loader.
+"""GGUF -> Hugging Face checkpoint.
 
-transformers dequantizes every GGUF tensor type that the `gguf` package can
-read, maps llama.cpp tensor names back to its own, and rebuilds a fast
-tokenizer from the GGUF vocabulary. We save that as safetensors, then make
-sure the chat template travels too.
+Weights: transformers' GGUF loader dequantizes every tensor type the `gguf`
+package can read and maps llama.cpp tensor names back to its own; we save
+them as safetensors. Tokenizer: rebuilt from the GGUF metadata by
+`hftokenizer` (transformers' own rebuild gets byte-level BPE vocabularies
+wrong, see there), with the special tokens and chat template.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UserError
 from edgesmith.types import Artifact, Context
 
-from . import ggufinfo
+from . import gguffile, hftokenizer
 from .convert import check_options
 
 OPTIONS = ("dtype",)
@@ -30,6 +33,11 @@ def _supported_architectures() -> tuple[str, ...]:
     return tuple(sorted(GGUF_CONFIG_MAPPING))
 
 
+#: Vocabulary arrays left out of the copy transformers reads (we read them ourselves, once).
+_VOCAB_KEYS = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
+               "tokenizer.ggml.merges"}
+
+
 def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
     check_options(options, OPTIONS)
     dtype = options.get("dtype", "f16").lower()
@@ -37,11 +45,14 @@ def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: 
         raise UserError(f"dtype {dtype!r} cannot be written to a Hugging Face checkpoint here; "
                         f"choose one of {', '.join(DTYPES)}")
     path = source.main_file
-    reader = ggufinfo.read(path)
-    arch = ggufinfo.field(reader, "general.architecture")
-    template = ggufinfo.field(reader, "tokenizer.chat_template")
-    del reader
-    ctx.progress("reading GGUF into transformers", 0, 3)
+    layout = gguffile.read(path)
+    meta = layout.values
+    arch = meta.get("general.architecture")
+    template = meta.get("tokenizer.chat_template")
+    if not meta.get("tokenizer.ggml.tokens"):
+        raise UserError(f"{path} carries no tokenizer (no tokenizer.ggml.tokens); a Hugging Face "
+                        f"checkpoint needs one, use a GGUF written with its vocabulary")
+    ctx.progress("reading GGUF", 0, 3)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     supported = _supported_architectures()
@@ -49,22 +60,30 @@ def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: 
         raise UserError(f"architecture {arch} cannot be turned back into a Hugging Face checkpoint: "
                         f"transformers reads GGUF only for {', '.join(supported)}")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch_dtype = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}[dtype]
+    # The tokenizer first: it is quick, and a vocabulary we cannot rebuild stops the job early.
+    tok_facts = hftokenizer.write(meta, arch, output)
+    # transformers parses the whole GGUF metadata (twice) with gguf's reader, which is slow on a
+    # large vocabulary; it gets a byte-for-byte copy without the vocabulary arrays instead.
+    slim = output / ".edgesmith-source.gguf"
+    vocab_key = f"{arch}.vocab_size"
+    add = {} if vocab_key in meta else {vocab_key: len(meta["tokenizer.ggml.tokens"])}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        gguffile.write_without_keys(path, layout, _VOCAB_KEYS, slim, add_uint32=add)
         ctx.progress("reading GGUF into transformers", 1, 3)
-        model = _load_dense(AutoModelForCausalLM, path, torch_dtype)
+        model = _load_dense(AutoModelForCausalLM, slim, torch_dtype)
     except (ValueError, KeyError, NotImplementedError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"transformers could not read {path} ({reason}); the quantization type or "
                         f"architecture may be unsupported by its GGUF loader") from None
+    finally:
+        slim.unlink(missing_ok=True)
     ctx.progress("writing safetensors", 2, 3)
-    if template and not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = template
+    _set_special_ids(model, meta)
     model.save_pretrained(str(output), safe_serialization=True)
-    tokenizer.save_pretrained(str(output))
+    _portable_config(output / "config.json")
     _ensure_template(output, template)
     ctx.progress("writing safetensors", 3, 3)
     return Artifact(path=output, format="hf", entry=None, details={
@@ -72,8 +91,34 @@ def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: 
         "gguf_architecture": arch,
         "hf_architecture": (model.config.architectures or [type(model).__name__])[0],
         "chat_template": bool(template),
-        "loader": "transformers GGUF integration",
+        "loader": "transformers GGUF integration (weights); tokenizer rebuilt from GGUF metadata",
+        **tok_facts,
     })
+
+
+def _set_special_ids(model: Any, meta: Mapping[str, Any]) -> None:
+    """Token ids in config.json and generation_config.json as the GGUF declares them; the
+    end-of-turn token (chat models) also stops generation."""
+    ids = {name: meta.get(f"tokenizer.ggml.{key}") for name, key in
+           (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+            ("pad_token_id", "padding_token_id"))}
+    stop = [ids["eos_token_id"]] if isinstance(ids["eos_token_id"], int) else []
+    for key in ("eot_token_id", "eom_token_id"):
+        extra = meta.get(f"tokenizer.ggml.{key}")
+        if isinstance(extra, int) and extra not in stop:
+            stop.append(extra)
+    for name, value in ids.items():
+        if isinstance(value, int):
+            setattr(model.config, name, value)
+    gen = getattr(model, "generation_config", None)
+    if gen is None:
+        return
+    if isinstance(ids["bos_token_id"], int):
+        gen.bos_token_id = ids["bos_token_id"]
+    if stop:
+        gen.eos_token_id = stop[0] if len(stop) == 1 else stop
+    if isinstance(ids["pad_token_id"], int):
+        gen.pad_token_id = ids["pad_token_id"]
 
 
 def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
@@ -90,7 +135,8 @@ def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
     kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": torch_dtype}
     if GgufConfig is not None:
         kwargs["quantization_config"] = GgufConfig(gguf_file=path.name, dequantize=True)
-    loaded = auto.from_pretrained(str(path.parent), **kwargs)
+    with _cached_tensor_name_maps():
+        loaded = auto.from_pretrained(str(path.parent), **kwargs)
     if getattr(loaded, "hf_quantizer", None) is None:
         return loaded
     config = loaded.config
@@ -107,6 +153,33 @@ def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
     return fresh
 
 
+def _portable_config(path: Path) -> None:
+    """config.json as every reader of HF checkpoints understands it.
+
+    transformers 5 writes the RoPE settings only under ``rope_parameters``; mlx-lm (and
+    transformers 4) read the top-level ``rope_theta``/``rope_scaling`` and would silently
+    fall back to theta 10000. Both spellings are written. Values GGUF stores as float32
+    (1e-05 arrives as 9.999999747378752e-06) are written in their shortest float32 form.
+    """
+    import numpy as np
+
+    def tidy(v: Any) -> Any:
+        if isinstance(v, float) and np.isfinite(v) and float(np.float32(v)) == v:
+            return float(str(np.float32(v)))
+        if isinstance(v, dict):
+            return {k: tidy(x) for k, x in v.items()}
+        return v
+
+    cfg = tidy(json.loads(path.read_text(encoding="utf-8")))
+    rope = cfg.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope:
+        cfg.setdefault("rope_theta", rope["rope_theta"])
+        scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
+        if scaling.get("rope_type", "default") != "default":
+            cfg.setdefault("rope_scaling", scaling)
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _ensure_template(output: Path, template: str | None) -> None:
     """transformers 5 may store the template in chat_template.jinja; either place is fine."""
     if not template:
@@ -117,3 +190,17 @@ def _ensure_template(output: Path, template: str | None) -> None:
     cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     if not cfg.get("chat_template"):
         (output / "chat_template.jinja").write_text(template)
+
+
+@contextmanager
+def _cached_tensor_name_maps() -> Iterator[None]:
+    """transformers rebuilds gguf's full tensor-name table once per module while mapping
+    weights (hundreds of times, ~10 s); the table depends only on (architecture, layers)."""
+    import gguf
+
+    original = gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = original

@@ -1,44 +1,40 @@
-"""Small facts read from a GGUF with the `gguf` package (no llama.cpp needed)."""
+"""Small facts read from a GGUF's metadata and tensor table (no llama.cpp needed).
+
+Reads through :mod:`gguffile`, which parses the header directly: the `gguf`
+package's reader takes seconds on a large vocabulary, and the runner reads
+these facts on every load.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import UserError
-
+from . import gguffile
 from .schemes import FLOAT_TENSOR_TYPES
 
 
-def read(path: Path) -> Any:
-    """A GGUFReader for ``path``; a truncated or foreign file is a UserError."""
-    from gguf import GGUFReader
-
-    try:
-        return GGUFReader(str(path), "r")
-    except Exception as e:  # noqa: BLE001 - the reader raises many kinds on bad files
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{path} is not a readable GGUF file ({reason}); it may be truncated or corrupt, "
-            f"re-download or re-convert it"
-        ) from None
+def read(path: Path) -> gguffile.Layout:
+    """The file's layout; a truncated or foreign file is a one-line UserError."""
+    return gguffile.read(Path(path))
 
 
-def field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    if f is None:
-        return None
-    try:
-        return f.contents()
-    except Exception:  # noqa: BLE001 - older gguf without contents()
-        return None
+def field(layout: gguffile.Layout, key: str) -> Any:
+    return layout.values.get(key)
+
+
+def _type_names(layout: gguffile.Layout) -> list[tuple[str, int]]:
+    """(ggml type name, number of dimensions) per tensor."""
+    from gguf import GGMLQuantizationType
+
+    return [(GGMLQuantizationType(t).name, len(dims)) for _, dims, t, _ in layout.tensors]
 
 
 def summary(path: Path) -> dict[str, Any]:
     r = read(path)
     types: dict[str, int] = {}
-    for t in r.tensors:
-        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    for name, _ in _type_names(r):
+        types[name] = types.get(name, 0) + 1
     return {
         "architecture": field(r, "general.architecture"),
         "file_type": field(r, "general.file_type"),
@@ -52,6 +48,5 @@ def summary(path: Path) -> dict[str, Any]:
 
 def quantized_types(path: Path) -> list[str]:
     """Non-float types among the 2-D+ weights: non-empty means the file is already quantized."""
-    r = read(path)
-    return sorted({t.tensor_type.name for t in r.tensors
-                   if len(t.shape) >= 2 and t.tensor_type.name not in FLOAT_TENSOR_TYPES})
+    return sorted({name for name, ndim in _type_names(read(path))
+                   if ndim >= 2 and name not in FLOAT_TENSOR_TYPES})

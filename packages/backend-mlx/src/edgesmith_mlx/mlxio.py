@@ -26,6 +26,17 @@ def quiet_hub() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
+def rope_theta_fix(config: dict[str, Any]) -> dict[str, Any]:
+    """transformers 5 saves the RoPE base only inside ``rope_parameters``;
+    mlx-lm 0.32 reads the top-level ``rope_theta`` and silently falls back to
+    10000 without it, which garbles every model trained with another base."""
+    params = config.get("rope_parameters")
+    if "rope_theta" not in config and isinstance(params, dict) \
+            and isinstance(params.get("rope_theta"), (int, float)):
+        return {"rope_theta": float(params["rope_theta"])}
+    return {}
+
+
 def read_config(path: Path) -> dict[str, Any]:
     cfg = Path(path) / "config.json"
     if not cfg.is_file():
@@ -57,7 +68,7 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
     """(model, tokenizer wrapper, config) through mlx-lm, with clear errors."""
     quiet_hub()
     path = Path(path)
-    read_config(path)  # a clear error before mlx-lm's KeyError/FileNotFoundError
+    config = read_config(path)  # a clear error before mlx-lm's KeyError/FileNotFoundError
     if not any(path.glob("model*.safetensors")):
         raise UserError(
             f"{path} has no model*.safetensors weights; MLX reads safetensors only "
@@ -72,6 +83,7 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             lazy=lazy,
             return_config=True,
             trust_remote_code=ctx.trust_remote_code,
+            model_config=rope_theta_fix(config),
         )
     except ValueError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,20 +1,28 @@
 """ONNX Runtime GenAI bundles: recognise them, move models into place, repair metadata.
 
 A bundle is a folder with ``model.onnx`` (plus external data),
-``genai_config.json`` and the tokenizer files. Two repairs are needed with
-transformers 5 + onnxruntime-genai 0.11.4, both done here after every job:
+``genai_config.json`` and the tokenizer files. Three repairs are needed with
+transformers 5 + onnxruntime-genai 0.11.4, all done here after every job:
 
 - the builder writes ``null`` for unset search options (``do_sample``,
   ``temperature``, ...) and onnxruntime-genai refuses to parse ``null``;
 - transformers 5 saves ``"tokenizer_class": "TokenizersBackend"``, a name the
   onnxruntime-genai tokenizer does not know; ``PreTrainedTokenizerFast`` reads
-  the same ``tokenizer.json``.
+  the same ``tokenizer.json``;
+- a byte-level BPE ``tokenizer.json`` whose decoder also carries
+  SentencePiece steps (``ByteFallback``, ``Fuse``, ``Replace`` of U+2581), as
+  transformers writes for checkpoints imported from GGUF, makes the GenAI
+  tokenizer treat it as SentencePiece: it splits text into the wrong tokens
+  and ids of -1 (SmolLM2: 3x as many tokens, perplexity 1300). Those steps do
+  nothing for a byte-level vocabulary, so the decoder is cut to its
+  ``ByteLevel`` step.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -111,6 +119,46 @@ def copy_support_files(src_dir: Path, dst_dir: Path) -> list[str]:
     return copied
 
 
+#: Decoder steps that only matter for SentencePiece vocabularies.
+_SPM_DECODERS = {"ByteFallback", "Fuse", "Replace", "Strip"}
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _steps(part: Any) -> list[dict[str, Any]]:
+    if not isinstance(part, dict):
+        return []
+    if part.get("type") == "Sequence":
+        inner = part.get("decoders") or part.get("pretokenizers") or []
+        return [p for p in inner if isinstance(p, dict)]
+    return [part]
+
+
+def byte_level_decoder_fix(tok: dict[str, Any]) -> dict[str, Any] | None:
+    """The plain ByteLevel decoder that should replace ``tok``'s decoder, or None if it is fine.
+
+    Only for a byte-level BPE (ByteLevel pre-tokenizer) whose decoder is a
+    sequence of the ByteLevel step plus SentencePiece steps, and whose
+    vocabulary has no ``<0xNN>`` byte tokens (those would need ByteFallback).
+    """
+    model = tok.get("model") or {}
+    if model.get("type") != "BPE":
+        return None
+    if not any(p.get("type") == "ByteLevel" for p in _steps(tok.get("pre_tokenizer"))):
+        return None
+    steps = _steps(tok.get("decoder"))
+    byte_level = [p for p in steps if p.get("type") == "ByteLevel"]
+    others = [p for p in steps if p.get("type") != "ByteLevel"]
+    if len(byte_level) != 1 or not others or any(p.get("type") not in _SPM_DECODERS for p in others):
+        return None
+    for p in others:
+        if p.get("type") == "Replace" and (p.get("pattern") or {}).get("String") != "\u2581":
+            return None
+    vocab = model.get("vocab") or {}
+    if any(_BYTE_TOKEN.fullmatch(t) for t in vocab):
+        return None
+    return byte_level[0]
+
+
 def repair(directory: Path) -> dict[str, Any]:
     """Make the bundle loadable by onnxruntime-genai; return what was changed."""
     changed: dict[str, Any] = {}
@@ -140,6 +188,16 @@ def repair(directory: Path) -> dict[str, Any]:
             dirty = True
         if dirty:
             tok_path.write_text(json.dumps(tok, indent=2) + "\n")
+
+    tokenizer_json = directory / "tokenizer.json"
+    if tokenizer_json.is_file():
+        data = read_json(tokenizer_json)
+        fixed = byte_level_decoder_fix(data)
+        if fixed is not None:
+            dropped = [p.get("type") for p in _steps(data.get("decoder")) if p is not fixed]
+            data["decoder"] = fixed
+            tokenizer_json.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            changed["tokenizer_decoder"] = f"dropped SentencePiece steps {', '.join(dropped)} (byte-level vocabulary)"
     return changed
 
 

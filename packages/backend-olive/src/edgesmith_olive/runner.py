@@ -118,6 +118,13 @@ class GenAIRunner(Runner):
         self.directory = directory
         cfg_json = bundle.read_json(directory / bundle.GENAI_CONFIG)
         model_cfg = cfg_json.get("model") or {}
+        tok_file = directory / "tokenizer.json"
+        if tok_file.is_file() and bundle.byte_level_decoder_fix(bundle.read_json(tok_file)) is not None:
+            # Made before edgesmith-olive repaired this: the GenAI tokenizer would
+            # mis-split every text (ids of -1), so scores and prompts are garbage.
+            raise UserError(f"{directory}/tokenizer.json has a decoder that onnxruntime-genai misreads as "
+                            "SentencePiece, so it tokenizes text wrongly; rebuild the bundle with this "
+                            "edgesmith-olive (edgesmith convert / quantize)")
         config = og.Config(str(directory))
         config.clear_providers()  # CPU: whatever provider the bundle was built for
         if ctx.threads:

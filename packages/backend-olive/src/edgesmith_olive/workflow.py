@@ -24,6 +24,7 @@ from edgesmith.errors import BackendError, UserError
 from edgesmith.manifest import TMP_MARK
 from edgesmith.types import Context
 
+from . import workarounds
 from .offline import offline_env, silence_olive_telemetry
 
 CONFIG_NAME = "olive_config.json"
@@ -224,7 +225,7 @@ def run_workflow(
         from olive.workflows import run as olive_run
 
         try:
-            with _captured(log_path, tracker), _working_dir(work):
+            with _captured(log_path, tracker), _working_dir(work), workarounds.for_passes(passes):
                 olive_run(config)
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -39,6 +39,7 @@ def edgesmith_backend() -> BackendInfo:
         quantizes=[("onnx", "qnn")],
         compiles=[("qnn", "qnn"), ("onnx", "qnn")],
         runs=("qnn", "onnx"),
+        generates=(),
         schemes=tuple(SCHEMES),
         devices=("npu",),
         libraries=("onnxruntime", "onnxruntime-qnn", "onnx"),

@@ -142,8 +142,7 @@ def convert(
     _announce("convert", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, progress=progress)
-    params = {"target": to, "options": opts}
-    return _produce("convert", art, choice, output, ctx, params,
+    return _produce("convert", art, choice, output, ctx, convert_parameters(to, opts),
                     {"target": to, "options": opts})
 
 
@@ -171,9 +170,9 @@ def quantize(
 ) -> Artifact:
     """Quantize ``source`` into ``output``. Give ``bits`` (+ details) or a native ``scheme``."""
     if spec is None:
-        spec = QuantSpec(bits=bits, group_size=group_size, symmetric=symmetric, method=method,
-                         activation_bits=activation_bits, ratio=ratio, calibration=calibration,
-                         native=scheme)
+        spec = quant_spec(bits=bits, group_size=group_size, symmetric=symmetric, method=method,
+                          activation_bits=activation_bits, ratio=ratio, calibration=calibration,
+                          scheme=scheme)
     _validate_spec(spec)
     check_output(Path(output), force)
     art = _source(source, allow_pickle)
@@ -189,8 +188,29 @@ def quantize(
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, allow_requantize=allow_requantize, progress=progress)
     opts = dict(options or {})
-    params = {"spec": spec.to_dict(), "options": opts}
-    return _produce("quantize", art, choice, output, ctx, params, {"spec": spec, "options": opts})
+    return _produce("quantize", art, choice, output, ctx, quantize_parameters(spec, opts),
+                    {"spec": spec, "options": opts})
+
+
+# What each operation records as its parameters in the manifest; `optimize`
+# compares them to decide whether a finished step can be reused.
+def convert_parameters(to: str, options: Mapping[str, str]) -> dict[str, Any]:
+    return {"target": to, "options": dict(options)}
+
+
+def quantize_parameters(spec: QuantSpec, options: Mapping[str, str]) -> dict[str, Any]:
+    return {"spec": spec.to_dict(), "options": dict(options)}
+
+
+def compile_parameters(device: str, options: Mapping[str, str]) -> dict[str, Any]:
+    return {"device": device.lower(), "options": dict(options)}
+
+
+def quant_spec(*, bits: int | None = None, group_size: int | None = None, symmetric: bool | None = None,
+               method: str | None = None, activation_bits: int | None = None, ratio: float | None = None,
+               calibration: str | Path | None = None, scheme: str | None = None) -> QuantSpec:
+    return QuantSpec(bits=bits, group_size=group_size, symmetric=symmetric, method=method,
+                     activation_bits=activation_bits, ratio=ratio, calibration=calibration, native=scheme)
 
 
 def _validate_spec(spec: QuantSpec) -> None:
@@ -238,8 +258,8 @@ def compile(  # noqa: A001 - mirrors the CLI command name
     _announce("compile", choice)
     ctx = _context(allow_pickle=allow_pickle, threads=threads, force=force, progress=progress)
     opts = dict(options or {})
-    params = {"device": device, "options": opts}
-    return _produce("compile", art, choice, output, ctx, params, {"device": device, "options": opts})
+    return _produce("compile", art, choice, output, ctx, compile_parameters(device, opts),
+                    {"device": device, "options": opts})
 
 
 def load(

@@ -118,8 +118,42 @@ def _echo_json(data: Any) -> None:
 
 
 @contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout to stderr while vendor stacks work.
+
+    Some print to stdout (NNCF's bit-width tables, C libraries' logs), which
+    would corrupt `--json` results; stdout carries only edgesmith's results.
+    Done at the file-descriptor level too, for output from C code.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (a detached process): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        stream = sys.stdout
+        sys.stdout = sys.stderr
+        try:
+            yield
+        finally:
+            sys.stdout = stream
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
 def _progress(enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """A rich progress display on stderr; yields the callback for Context.progress."""
+    """A rich progress display on stderr; yields the callback for Context.progress.
+    Stdout goes to stderr meanwhile (see :func:`_stdout_to_stderr`)."""
+    with _stdout_to_stderr():
+        yield from _progress_display(enabled)
+
+
+def _progress_display(enabled: bool) -> Iterator[Callable[..., None]]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -489,9 +523,10 @@ def _add_optional_commands() -> None:
     # Their modules import only click at start-up; the servers and measuring
     # stacks load when the command runs.
     from .measure.cli import commands as measure_commands
+    from .optimize.cli import optimize
     from .serve.cli import serve
 
-    for command in (*measure_commands, serve):
+    for command in (*measure_commands, optimize, serve):
         main.add_command(command)
 
 

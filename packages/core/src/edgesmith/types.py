@@ -51,6 +51,9 @@ class BackendInfo:
     quantizes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
     compiles: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
     runs: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    #: Formats it generates text from; ``None`` means every format in ``runs``.
+    #: A backend that runs only fixed-shape graphs (``Runner.infer``) lists none.
+    generates: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(_tuple))
     schemes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     devices: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     #: Distributions whose versions are recorded in every manifest it writes.
@@ -70,6 +73,9 @@ class BackendInfo:
                 ops.append(op)
         return tuple(ops)
 
+    def generation_formats(self) -> tuple[str, ...]:
+        return self.runs if self.generates is None else self.generates
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -79,6 +85,7 @@ class BackendInfo:
             "quantizes": [list(p) for p in self.quantizes],
             "compiles": [list(p) for p in self.compiles],
             "runs": list(self.runs),
+            "generates": list(self.generation_formats()),
             "schemes": list(self.schemes),
             "devices": list(self.devices),
             "libraries": list(self.libraries),

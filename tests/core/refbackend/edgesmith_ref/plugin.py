@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 from edgesmith import Artifact, BackendInfo, hookimpl
@@ -50,6 +52,11 @@ def edgesmith_quantize(source, spec, options, output, ctx):
     if config["hidden_size"] % group:
         raise UserError(f"group size {group} does not divide hidden size {config['hidden_size']}; "
                         f"choose a divisor such as 64")
+    # Lets tests interrupt a quantize step while it is under way.
+    time.sleep(float(os.environ.get("EDGESMITH_REF_QUANTIZE_DELAY", "0")))
+    if os.environ.get("EDGESMITH_REF_NOISE"):  # behaves like stacks that print to stdout
+        print("noise from Python", flush=True)
+        os.write(1, b"noise from C\n")
     files = sorted(source.path.glob("*.safetensors"))
     for n, f in enumerate(files):
         ctx.progress(f"quantizing {f.name}", n, len(files))

@@ -24,6 +24,7 @@ def bench(
     options: dict[str, str] | None = None,
     text: str | Path | None = None,
     bandwidth_bytes: int | None = None,
+    bandwidth_result: dict[str, Any] | None = None,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -40,8 +41,10 @@ def bench(
     _, text_name = load_text(text)  # a bad --text fails before any work
     threads = threads or physical_cores()
     say = progress or (lambda message: None)
-    say("measuring memory bandwidth")
-    bw = bandwidth.measure(threads, **({"nbytes": bandwidth_bytes} if bandwidth_bytes else {}))
+    bw = bandwidth_result  # measured once by a caller that benches artifacts one by one
+    if bw is None:
+        say("measuring memory bandwidth")
+        bw = bandwidth.measure(threads, **({"nbytes": bandwidth_bytes} if bandwidth_bytes else {}))
     rows = []
     for n, path in enumerate(paths):
         label = f"[{n + 1}/{len(paths)}] {path}"

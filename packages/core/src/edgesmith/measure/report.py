@@ -25,7 +25,15 @@ def require_matplotlib() -> None:
                         "pip install 'edgesmith[measure]'") from exc
 
 
-def merge(bench: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _evals(evaluation: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """One eval result, or several (``optimize`` has one reference per target)."""
+    if not evaluation:
+        return []
+    return list(evaluation) if isinstance(evaluation, list) else [evaluation]
+
+
+def merge(bench: dict[str, Any] | None,
+          evaluation: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """One flat row per artifact with every figure known about it."""
     rows: dict[str, dict[str, Any]] = {}
 
@@ -43,14 +51,14 @@ def merge(bench: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> li
                  prefill_tps=b["prefill_tps"]["median"], decode=b["decode_tps"],
                  decode_tps=b["decode_tps"]["median"], peak_rss_mb=b["peak_rss_mb"],
                  roofline=b["roofline_fraction"], eos_early=b["eos_early"])
-    if evaluation:
-        ref = evaluation["reference"]
+    for ev in _evals(evaluation):
+        ref = ev["reference"]
         r = row(ref["path"], ref["name"])
         r.setdefault("size_bytes", ref["size_bytes"])
         r.update(reference=True, perplexity=ref["perplexity"], ppl_ratio=1.0, kl=0.0, top1=1.0,
                  smoke=ref["smoke"]["passed"])
         r.setdefault("backend", ref["backend"].get("name"))
-        for e in evaluation["artifacts"]:
+        for e in ev["artifacts"]:
             r = row(e["path"], e["name"])
             r.setdefault("size_bytes", e["size_bytes"])
             if e["status"] != "ok":
@@ -219,14 +227,16 @@ def _definitions(*docs: dict[str, Any] | None) -> str:
 
 
 def render(rows: list[dict[str, Any]], images: dict[str, tuple[str, bytes]],
-           bench: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> str:
-    doc = bench or evaluation or {}
+           bench: dict[str, Any] | None, evaluation: dict[str, Any] | list[dict[str, Any]] | None,
+           intro: str = "") -> str:
+    evals = _evals(evaluation)
+    doc = bench or (evals[0] if evals else {})
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>edgesmith report</title><style>{_CSS}</style></head><body>",
              "<h1>edgesmith report</h1>",
              f"<p>{_e(doc.get('created', ''))} · {_e(doc.get('environment', {}).get('processor', ''))}"
              f" · edgesmith {_e(doc.get('environment', {}).get('edgesmith', ''))}</p>",
-             "<h2>Results</h2>", _table(rows)]
+             intro, "<h2>Results</h2>", _table(rows)]
     if any(r.get("eos_early") for r in rows):
         parts.append("<p>* end of sequence came before --gen-tokens in some repeats; the rate is "
                      "over the tokens generated.</p>")
@@ -248,24 +258,26 @@ def render(rows: list[dict[str, Any]], images: dict[str, tuple[str, bytes]],
         parts.append(f"<h2>Machine</h2><p>Memory bandwidth {bw['gb_per_s']:.2f} GB/s "
                      f"({_e(bw['method'])}, {bw['array_bytes'] // 2**20} MiB arrays, "
                      f"{bw['threads']} thread(s)).</p>")
-    if evaluation:
+    if evals:
         parts.append("<h2>Smoke test samples</h2>")
-        for e in [evaluation["reference"], *evaluation["artifacts"]]:
-            if "smoke" not in e:
+        shown = set()
+        for e in [x for ev in evals for x in (ev["reference"], *ev["artifacts"])]:
+            if "smoke" not in e or e["path"] in shown:
                 continue
+            shown.add(e["path"])
             parts.append(f"<h3>{_e(e['name'])}</h3><pre>"
                          + _e("\n".join(f"{s['prompt']} → {s['text']!r}"
                                         + (f"   [{s['problem']}]" if s["problem"] else "")
                                         for s in e["smoke"]["samples"])) + "</pre>")
-    settings = {k: d["settings"] for k, d in (("bench", bench), ("eval", evaluation)) if d}
+    settings = {k: d["settings"] for k, d in (("bench", bench), ("eval", evals[0] if evals else None)) if d}
     parts.append("<h2>Settings</h2><pre>" + _e(json.dumps(settings, indent=2)) + "</pre>")
-    parts.append("<h2>Definitions</h2>" + _definitions(bench, evaluation))
+    parts.append("<h2>Definitions</h2>" + _definitions(bench, evals[0] if evals else None))
     parts.append(f"<script>{_CHECK}</script></body></html>")
     return "\n".join(parts)
 
 
 def write(path: str | Path, bench: dict[str, Any] | None = None,
-          evaluation: dict[str, Any] | None = None) -> list[Path]:
+          evaluation: dict[str, Any] | list[dict[str, Any]] | None = None, intro: str = "") -> list[Path]:
     """Write the HTML page and its PNG charts; returns the files written."""
     import matplotlib.pyplot as plt
 
@@ -284,5 +296,5 @@ def write(path: str | Path, bench: dict[str, Any] | None = None,
         out = path.with_name(f"{path.stem}-{name}.png")
         out.write_bytes(png)
         written.append(out)
-    path.write_text(render(rows, images, bench, evaluation), encoding="utf-8")
+    path.write_text(render(rows, images, bench, evaluation, intro), encoding="utf-8")
     return [path, *written]

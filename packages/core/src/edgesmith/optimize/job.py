@@ -1,0 +1,198 @@
+"""``edgesmith optimize``: plan, build, measure, choose, write the outputs.
+
+The output directory holds one folder per artifact (``<backend>/<label>``),
+``summary.json``, ``report.html`` and ``README.md``; ``.optimize/`` keeps the
+plan and the cached measurements that make a rerun resume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from . import choose, measuring
+from . import plan as plan_mod
+from .recipe import Recipe
+from .recipe import load as load_recipe
+
+Say = Callable[[str], None]
+MARK = ".optimize"
+
+
+def _check_output(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give a directory for -o")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARK).is_dir() and not force:
+        raise UserError(f"{out} exists and was not written by optimize; choose another -o "
+                        f"(or pass --force to work in it anyway)")
+
+
+def _check_model(path: Path, allow_pickle: bool) -> str:
+    from ..formats import check_pickle, detect
+
+    art = detect(path)
+    check_pickle(art, allow_pickle)
+    if art.format == "hf":
+        cfg_file = path / "config.json"
+        arches = json.loads(cfg_file.read_text()).get("architectures") or [] if cfg_file.exists() else []
+        if arches and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in arches):
+            raise UserError(f"{path} is a {arches[0]}, not a causal language model; optimize measures text "
+                            f"generation (use convert/quantize/compile and `run --input` for other models)")
+    return art.format
+
+
+def optimize(
+    model: str | Path | None,
+    output: str | Path,
+    *,
+    targets: Sequence[str] | None = None,
+    recipe: Recipe | str | Path | None = None,
+    budget_mb: float | None = None,
+    prefer: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    threads: int | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    say: Say = lambda m: None,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole job; returns the summary (also written to ``output/summary.json``).
+
+    With ``dry_run`` nothing is built or measured and the plan is returned.
+    """
+    import attrs
+
+    from .. import api
+    from ..doctor import detect_machine
+    from ..util import physical_cores
+    from .default_model import default_model
+    from .targets import resolve
+
+    rec = recipe if isinstance(recipe, Recipe) else (load_recipe(recipe) if recipe else Recipe())
+    if budget_mb is not None:
+        if budget_mb <= 0:
+            raise UserError(f"--budget-mb must be positive, got {budget_mb}")
+        rec = attrs.evolve(rec, budget_mb=float(budget_mb))
+    if prefer is not None:
+        rec = attrs.evolve(rec, prefer=prefer)
+    out = Path(output).resolve()
+    _check_output(out, force)
+    machine = detect_machine()
+    names, how = resolve(list(targets or rec.targets or ["auto"]), machine, rec.known)
+    model = model or rec.model
+    if model is None:
+        path = default_model(say)
+    else:
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise UserError(f"{path} does not exist; give a model directory or file, or no MODEL for "
+                            f"the default (SmolLM2-135M-Instruct)")
+    path = path.resolve()
+    fmt = _check_model(path, allow_pickle)
+    records = {r.name: r for r in api.backends()}
+    plan = plan_mod.build(path, fmt, names, rec.known, records, machine)
+    plan.notes.insert(0, f"targets: {how}" if how else f"targets: {', '.join(names)}")
+    if not any(t.backend for t in plan.targets):
+        raise UserError("no target can be built here: " + "; ".join(f"{t.name}: {t.skipped}" for t in plan.targets)
+                        + "; see `edgesmith backends`")
+    for line in plan.describe():
+        say(line)
+    if dry_run:
+        return {"schema": "edgesmith.optimize-plan/1", "plan": plan.to_dict(), "recipe": rec.to_dict()}
+
+    (out / MARK).mkdir(parents=True, exist_ok=True)
+    (out / MARK / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
+    from .execute import Hashes, run_all
+
+    steps = run_all(plan, out, say, threads=threads, trust_remote_code=trust_remote_code, progress=progress)
+    threads = threads or physical_cores()
+    cache = measuring.Cache(out, Hashes())
+    say("measuring memory bandwidth")
+    bw = measuring.bandwidth(cache, threads)
+    results = [_measure_target(plan, t, out, steps, rec, cache, bw, threads, say) for t in plan.targets]
+    from . import outputs
+
+    summary = outputs.summary(plan, rec, machine, steps, results, bw, out)
+    outputs.write_all(out, summary, results, bw)
+    say(f"wrote {out / 'summary.json'}, {out / 'report.html'} and {out / 'README.md'}")
+    return summary
+
+
+def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, steps: dict[str, Any],
+                    rec: Recipe, cache: measuring.Cache, bw: dict[str, Any], threads: int,
+                    say: Say) -> dict[str, Any]:
+    """Bench and eval a target's reference and candidates; Pareto front and pick."""
+    res: dict[str, Any] = {"target": t, "rows": [], "bench": [], "eval": None, "chosen": None, "why": None}
+    if t.skipped:
+        return res
+
+    def done(key: str | None) -> bool:
+        return bool(key) and (key == "model" or steps.get(key, {}).get("status") in ("done", "reused"))
+
+    def where(key: str) -> Path:
+        return plan.model if key == "model" else root / key
+
+    labels = {k: lab for lab, k in t.candidates.items()}
+    keys = [k for k in [t.reference, *t.candidates.values()] if k]
+    rows: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        label = "base" if key == t.reference else labels[key]
+        rows[key] = {"key": key, "label": label, "target": t.name, "backend": t.backend,
+                     "path": str(where(key)), "reference": key == t.reference, "errors": []}
+        if not done(key):
+            rows[key]["errors"].append(steps.get(key, {}).get("error") or "its build step did not finish")
+            continue
+        say(f"{t.name}: bench {key}")
+        b, cached = measuring.bench_one(cache, where(key), t.backend, dict(rec.bench, text=rec.eval.get("text")),
+                                        threads, bw, lambda m, k=key: say(f"{t.name}: bench {k}: {m}"))
+        if cached:
+            say(f"{t.name}: bench {key} — reused (measured earlier)")
+        res["bench"].append({**b, "name": key})
+        rows[key].update(format=b.get("format"), size_bytes=b.get("size_bytes"))
+        if b["status"] != "ok":
+            rows[key]["errors"].append(f"bench: {b['error']}")
+            continue
+        rows[key].update(decode_tps=b["decode_tps"]["median"], ttft_s=b["ttft_s"]["median"],
+                         prefill_tps=b["prefill_tps"]["median"], peak_rss_mb=b["peak_rss_mb"],
+                         load_s=b["load_s"])
+    measured = [k for k in t.candidates.values() if done(k) and not rows[k]["errors"]]
+    if t.reference and done(t.reference) and not rows[t.reference]["errors"]:
+        speeds = {str(where(k)): rows[k]["decode_tps"] for k in keys if rows[k].get("decode_tps")}
+        say(f"{t.name}: eval against {t.reference}")
+        ref, evrows, cached = measuring.eval_target(
+            cache, where(t.reference), [where(k) for k in measured], t.backend, dict(rec.eval), rec.gates,
+            threads, speeds, lambda m: say(f"{t.name}: eval: {m}"))
+        if cached:
+            say(f"{t.name}: eval — reused (measured earlier)")
+        res["eval"] = {"reference": {**ref, "name": t.reference},
+                       "artifacts": [{**evrows[str(where(k))], "name": k} for k in measured]}
+        from ..measure import gates as gates_mod
+
+        # The base against itself: ratios of 1, so only a size or speed gate (or garbled output) fails it.
+        checks = gates_mod.check(rec.gates, {"ppl_ratio": 1.0, "top1": 1.0, "size_ratio": 1.0,
+                                             "speedup": 1.0, "smoke": ref["smoke"]})
+        rows[t.reference].update(perplexity=ref["perplexity"], ppl_ratio=1.0, top1=1.0, kl=0.0,
+                                 smoke=ref["smoke"]["passed"], verdict=gates_mod.verdict(checks),
+                                 gates=checks, failed=[g["detail"] for g in checks if g["passed"] is False])
+        for k in measured:
+            e = evrows[str(where(k))]
+            if e["status"] != "ok":
+                rows[k]["errors"].append(f"eval: {e['error']}")
+                continue
+            rows[k].update(perplexity=e["perplexity"], ppl_ratio=e["ppl_ratio"], kl=e["kl"], top1=e["top1"],
+                           smoke=e["smoke"]["passed"], verdict=e["verdict"], gates=e["gates"],
+                           failed=[g["detail"] for g in e["gates"] if g["passed"] is False])
+    else:
+        for k in measured:
+            rows[k]["errors"].append("no quality figures: the target has no runnable reference")
+    front = choose.pareto(list(rows.values()))
+    for k, r in rows.items():
+        r["pareto"] = k in front
+    res["rows"] = list(rows.values())
+    res["chosen"], res["why"] = choose.pick(res["rows"], rec.prefer, rec.budget_mb)
+    say(f"{t.name}: chose {res['chosen'] or 'nothing'} — {res['why']}")
+    return res

@@ -1,0 +1,132 @@
+"""Planning through the capability graph, the Pareto front and the pick: pure
+functions, checked on declared capabilities shaped like the five backends'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgesmith.doctor import Machine
+from edgesmith.optimize import choose, graph
+from edgesmith.optimize.plan import build
+from edgesmith.optimize.targets import BUILTIN, resolve
+from edgesmith.plugins import BackendRecord
+from edgesmith.types import BackendInfo
+
+INFOS = {
+    "llamacpp": BackendInfo("llamacpp", "1", converts=[("hf", "gguf"), ("gguf", "hf")],
+                            quantizes=[("gguf", "gguf")], runs=["gguf"]),
+    "openvino": BackendInfo("openvino", "1", converts=[("hf", "openvino"), ("onnx", "openvino")],
+                            quantizes=[("openvino", "openvino")], compiles=[("openvino", "openvino")],
+                            runs=["openvino"]),
+    "mlx": BackendInfo("mlx", "1", converts=[("hf", "mlx")], quantizes=[("hf", "mlx"), ("mlx", "mlx")],
+                       runs=["mlx"]),
+    "olive": BackendInfo("olive", "1", converts=[("hf", "onnx")], quantizes=[("onnx", "onnx")],
+                         runs=["onnx"]),
+    "qnn": BackendInfo("qnn", "1", converts=[("onnx", "onnx")], quantizes=[("onnx", "qnn")],
+                       compiles=[("qnn", "qnn")], runs=["qnn", "onnx"], generates=[],
+                       notes={"run": "fixed-shape graphs only"}),
+}
+
+AMD = Machine(os="Linux", arch="x86_64", cpu_vendor="AMD", cpu_model="EPYC", isa=("AVX2",),
+              physical_cores=2, logical_cores=2, memory_bytes=24 * 2**30)
+SNAPDRAGON = Machine(os="Windows", arch="ARM64", cpu_vendor="Qualcomm", cpu_model="X1E80100", isa=("NEON",),
+                     physical_cores=12, logical_cores=12, memory_bytes=32 * 2**30,
+                     snapdragon="Snapdragon X Elite", npus=("Hexagon NPU",))
+
+
+def records(*names: str) -> dict[str, BackendRecord]:
+    return {n: BackendRecord(n, "available", info=INFOS[n]) for n in names}
+
+
+def test_route_prefers_fewest_steps_then_the_targets_own_backend():
+    edges = graph.edges(INFOS)
+    r = graph.route(edges, "gguf", "openvino", prefer=("openvino",))
+    assert [(e.backend, e.src, e.dst) for e in r] == [("llamacpp", "gguf", "hf"), ("openvino", "hf", "openvino")]
+    assert graph.route(edges, "hf", "hf") == []
+    assert graph.route(edges, "qnn", "hf") is None
+
+
+def test_every_target_from_a_gguf_model_fans_out_from_one_import():
+    names, _ = resolve(["all"], AMD, BUILTIN)
+    plan = build(Path("/m.gguf"), "gguf", names, BUILTIN, records(*INFOS), AMD)
+    steps = list(plan.steps.values())
+    assert steps[0].key == "llamacpp/hf" and steps[0].source == "model"
+    # every route starts at the imported checkpoint, not at the quantized GGUF
+    firsts = [s for s in steps if s.op == "convert" and s.key != "llamacpp/hf"]
+    assert firsts and all(s.source == "llamacpp/hf" for s in firsts)
+    by = {t.name: t for t in plan.targets}
+    assert by["intel-cpu"].backend == "openvino" and by["intel-cpu"].reference == "openvino/openvino-fp16"
+    assert by["apple-silicon"].candidates == {"4bit-g64": "mlx/4bit-g64", "8bit-g64": "mlx/8bit-g64"}
+    # the f16 GGUF and Q8_0 are shared by portable and the Snapdragon CPU fallback, and planned once
+    assert plan.steps["llamacpp/Q8_0"].targets == ["portable", "snapdragon-npu"]
+    assert len([s for s in steps if s.key.startswith("llamacpp/gguf-f16")]) == 1
+
+
+def test_npu_target_without_text_generation_falls_back_and_says_why():
+    plan = build(Path("/m"), "hf", ["snapdragon-npu"], BUILTIN, records(*INFOS), SNAPDRAGON)
+    (t,) = plan.targets
+    assert t.name == "snapdragon-npu" and t.backend == "llamacpp"
+    assert set(t.candidates) == {"Q4_0", "Q8_0"} and t.present
+    note = t.notes[0]
+    assert "qnn does not generate text" in note
+    # the cross-backend route Olive -> QNN is found and shown
+    assert "convert hf → onnx [olive] → quantize onnx → qnn [qnn] → compile qnn → qnn [qnn]" in note
+
+
+def test_target_whose_backend_is_missing_is_skipped_with_the_install_hint():
+    plan = build(Path("/m"), "hf", ["intel-cpu", "portable"], BUILTIN, records("llamacpp"), AMD)
+    by = {t.name: t for t in plan.targets}
+    assert by["intel-cpu"].skipped == "openvino is not installed (pip install edgesmith-openvino)"
+    assert by["portable"].backend == "llamacpp"
+    assert "openvino" not in " ".join(plan.steps)
+
+
+def test_device_builds_when_the_device_is_present():
+    nvidia = Machine(os="Linux", arch="x86_64", cpu_vendor="AMD", cpu_model="x", isa=(), physical_cores=8,
+                     logical_cores=16, memory_bytes=2**35, gpus=("NVIDIA GPU",), cuda_devices=("RTX 4090",))
+    (t,) = build(Path("/m"), "hf", ["nvidia-gpu"], BUILTIN, records("olive"), nvidia).targets
+    assert t.present and not t.notes
+    (t2,) = build(Path("/m"), "hf", ["nvidia-gpu"], BUILTIN, records("olive"), AMD).targets
+    assert "stand-in" in t2.notes[0]
+
+
+def test_auto_follows_the_doctor_and_unknown_targets_are_refused():
+    assert resolve(["auto"], AMD, BUILTIN)[0] == ["portable"]
+    assert resolve(["auto"], SNAPDRAGON, BUILTIN)[0] == ["snapdragon-npu"]
+    from edgesmith.errors import UserError
+
+    with pytest.raises(UserError, match="unknown target 'tpu'; choose one of auto, portable"):
+        resolve(["tpu"], AMD, BUILTIN)
+
+
+def _row(key, size, tps, ppl, verdict="pass", **kw):
+    return {"key": key, "label": key, "size_bytes": size, "decode_tps": tps, "perplexity": ppl,
+            "verdict": verdict, "errors": [], "gates": [], **kw}
+
+
+def test_pareto_front_and_pick():
+    rows = [_row("f16", 270e6, 40, 10.0), _row("q8", 145e6, 70, 10.05), _row("q4", 90e6, 100, 10.6),
+            _row("q4-slow", 95e6, 60, 10.7), _row("q2", 60e6, 110, 16.0, verdict="fail",
+                                                  failed=["ppl_ratio 1.6 is over the limit"])]
+    assert choose.pareto(rows) == {"f16", "q8", "q4", "q2"}
+    for r in rows:
+        r["pareto"] = r["key"] in choose.pareto(rows)
+    key, why = choose.pick(rows, "speed", None)
+    assert key == "q4" and "q2 (ppl_ratio 1.6 is over the limit)" in why
+    # q8's perplexity is within 0.5 % of f16's: a tie, so the faster one wins
+    assert choose.pick(rows, "quality", None)[0] == "q8"
+    rows[1]["perplexity"] = 10.2
+    assert choose.pick(rows, "quality", None)[0] == "f16"
+    assert choose.pick(rows, "size", None)[0] == "q4"
+    # a budget rules out what does not fit
+    for r, mb in zip(rows, (300, 160, 110, 110, 70), strict=True):
+        r["peak_rss_mb"] = mb
+    assert choose.pick(rows, "quality", 150)[0] == "q4"
+    assert choose.pick(rows, "speed", 50)[0] is None
+
+
+def test_speed_ties_go_to_the_smaller_artifact():
+    rows = [_row("a", 200e6, 100, 10.0), _row("b", 100e6, 98, 10.2)]
+    assert choose.pick(rows, "speed", None)[0] == "b"
