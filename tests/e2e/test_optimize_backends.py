@@ -141,6 +141,9 @@ def test_default_model_is_imported_from_its_package_once(tiny_model, tmp_path, m
     importlib.invalidate_caches()
 
     said: list[str] = []
+    # a dry run imports nothing: the plan starts from the GGUF
+    assert dm.default_model(said.append, dry_run=True) == pkg / dm.FILE
+    assert not (tmp_path / "cache").exists()
     first = dm.default_model(said.append)
     assert detect(first).format == "hf" and "importing" in said[-1]
     again = dm.default_model(said.append)

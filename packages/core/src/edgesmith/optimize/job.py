@@ -85,7 +85,7 @@ def optimize(
     names, how = resolve(list(targets or rec.targets or ["auto"]), machine, rec.known)
     model = model or rec.model
     if model is None:
-        path = default_model(say)
+        path = default_model(say, dry_run=dry_run)
     else:
         path = Path(model).expanduser()
         if not path.exists():

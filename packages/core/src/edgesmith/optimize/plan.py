@@ -149,7 +149,7 @@ def _why_not(name: str, fmt: str, records: Mapping[str, BackendRecord]) -> str:
     if fmt not in rec.info.runs:
         return f"{name} does not run {fmt}"
     note = rec.info.notes.get("run")
-    return f"{name} does not generate text from {fmt}" + (f" ({note})" if note else "")
+    return f"{name} does not generate text" + (f": {note}" if note else f" from {fmt}")
 
 
 def build(model: Path, model_format: str, names: list[str], known: Mapping[str, Target],
