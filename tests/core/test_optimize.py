@@ -54,9 +54,16 @@ def recipe(tmp_path, short_text) -> Path:  # noqa: F811
     return p
 
 
+def _default_sigint() -> None:
+    # A job started in the background of a non-interactive shell (as CI may do)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgesmith.cli", "optimize", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def test_interrupted_optimize_resumes_without_redoing_finished_steps(bigram, recipe, ref_site,  # noqa: F811
