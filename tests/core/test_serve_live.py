@@ -211,7 +211,7 @@ def test_one_log_line_per_request(server, client):
 class SlowServer:
     """The app over a :class:`SlowRunner`, served by uvicorn in a thread on 127.0.0.1."""
 
-    def __init__(self, grace: int = 5, runner: SlowRunner | None = None):
+    def __init__(self, grace: int = 5, runner: SlowRunner | None = None, max_queue: int = 1):
         import socket
 
         import uvicorn
@@ -221,7 +221,7 @@ class SlowServer:
 
         self.runner = runner or SlowRunner(delay=0.02)
         self.runner.context_length = 4096
-        app = create_app(self.runner, model_id="slow", max_queue=1, max_tokens_limit=2000)
+        app = create_app(self.runner, model_id="slow", max_queue=max_queue, max_tokens_limit=2000)
         self.engine = app.state.engine
         self.sock = socket.create_server(("127.0.0.1", 0))
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

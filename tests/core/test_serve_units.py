@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("starlette")
 
 from edgesmith import Runner  # noqa: E402
+from edgesmith.errors import UserError  # noqa: E402
 from edgesmith.serve import schema  # noqa: E402
 from edgesmith.serve.queue import Engine, Job, QueueFull  # noqa: E402
 from edgesmith.serve.schema import BadRequest  # noqa: E402
@@ -87,11 +88,34 @@ def test_text_parts_and_developer_role():
     ({"messages": [{"role": "tool", "content": "x"}]}, "role \"tool\" is not served"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "text only"),
     ({}, "'messages' is required"),
+    # Issue 14: each of these was a 500 or slipped through to the backend.
+    ({"messages": [{"role": "user", "content": ""}]}, "prompt is empty"),
+    ({"messages": [{"role": "system", "content": ""}, {"role": "user", "content": []}]}, "prompt is empty"),
+    (chat(seed=-1), "seed must be between 0 and 4294967295"),
+    (chat(seed=2**40), "seed must be between 0 and 4294967295"),
+    (chat(top_k=2**40), "top_k must be 0 (off) or more, up to 2147483647"),
+    (chat(temperature=10**400), "temperature must be between 0 and 2, got 1000"),
+    (chat(stream_options={"include_usage": "yes"}), "include_usage must be true or false"),
+    ({"messages": [{"role": ["user"], "content": "x"}]}, "role [\"user\"] is not served"),
+    ({"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages[0].name must be a string"),
+    ({"messages": [{"role": "user", "content": "a\ud800b"}]}, "lone UTF-16 surrogate"),
+    (chat(stop=["\udfff"]), "lone UTF-16 surrogate"),
+    (chat(max_tokens=10**500), "max_tokens=1000000000000000000000000000000000000000... is over"),
+    (chat(**{"x" * 1000: 1}), "unknown field(s) 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
 ])
 def test_chat_refusals_name_the_field(body, words):
     with pytest.raises(BadRequest, match=None) as info:
         schema.parse_chat(body, 100)
     assert words in info.value.message and info.value.status == 400
+    # One short line that can go into a JSON answer as UTF-8.
+    assert "\n" not in info.value.message and len(info.value.message) < 400
+    info.value.message.encode("utf-8")
+    (info.value.param or "").encode("utf-8")
+
+
+def test_a_null_token_limit_counts_as_absent():
+    assert schema.parse_chat(chat(max_tokens=None, max_completion_tokens=3), 10).max_tokens == 3
+    assert schema.parse_chat(chat(max_tokens=4, max_completion_tokens=None), 10).max_tokens == 4
 
 
 def test_completion_body():
@@ -99,14 +123,27 @@ def test_completion_body():
     for bad in ({"prompt": [1, 2]}, {"prompt": ["a", "b"]}, {"prompt": "a", "echo": True}, {}):
         with pytest.raises(BadRequest):
             schema.parse_completion(bad, 10)
+    for empty in ({"prompt": ""}, {"prompt": [""]}):
+        with pytest.raises(BadRequest, match="prompt is empty"):
+            schema.parse_completion(empty, 10)
 
 
-@pytest.mark.parametrize("raw, words", [(b"", "empty"), (b"{", "not valid JSON"), (b"[1]", "JSON object"),
-                                        (b"\xff\xfe", "not valid JSON")])
+@pytest.mark.parametrize("raw, words", [
+    (b"", "empty"), (b"{", "not valid JSON"), (b"[1]", "JSON object"), (b"\xff\xfe", "not valid JSON"),
+    # Too deep for json's recursion, and deep enough to be refused after parsing.
+    (b'{"messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
+    (b'{"messages": ' + b"[" * 65 + b"]" * 65 + b"}", "nested too deeply"),
+    (b'{"n": ' + b"7" * 5000 + b"}", "number with too many digits"),
+])
 def test_malformed_json(raw, words):
     with pytest.raises(BadRequest) as info:
         schema.parse_json(raw)
-    assert words in info.value.message
+    assert words in info.value.message and "\n" not in info.value.message
+
+
+def test_ordinary_nesting_is_accepted():
+    body = schema.parse_json(b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}]}')
+    assert schema.parse_chat(body, 10).request.messages == ({"role": "user", "content": "a"},)
 
 
 # -- queue ----------------------------------------------------------------------
@@ -282,6 +319,25 @@ def test_missing_serve_extra_is_a_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     out = CliRunner().invoke(serve, ["model-dir"])
     assert isinstance(out.exception, UserError) and "pip install 'edgesmith[serve]'" in str(out.exception)
+
+
+def test_a_prompt_of_no_tokens_is_an_error_event():
+    class Dropping(SlowRunner):
+        def tokenize(self, text, *, add_special=True):
+            return [ord(c) for c in text if not c.isspace()]
+
+    async def main():
+        engine = Engine(Dropping(), max_queue=1, max_tokens_limit=8)
+        try:
+            job = Job(schema.parse_completion({"prompt": "  \n ", "max_tokens": 2}, 8))
+            engine.submit(job)
+            kind, exc = (await _collect(job))[-1]
+            assert kind == "error" and isinstance(exc, UserError) and "prompt is empty" in str(exc)
+            assert engine.status()["failed"] == 1
+        finally:
+            engine.close()
+
+    asyncio.run(main())
 
 
 def test_no_chat_template_points_to_completions():

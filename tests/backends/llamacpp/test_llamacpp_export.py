@@ -78,7 +78,7 @@ def _tensors(path: Path) -> dict[str, tuple[tuple[int, ...], int, str]]:
     import hashlib
     import mmap
 
-    from edgesmith_llamacpp import gguffile
+    from edgesmith import gguffile
 
     layout = gguffile.read(path)
     offsets = sorted(off for *_, off in layout.tensors) + [layout.file_size - layout.data_start]

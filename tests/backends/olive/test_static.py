@@ -106,6 +106,29 @@ def test_cli_quantize_and_run_input(encoder, tmp_path, network_attempts):
     assert network_attempts == []
 
 
+@pytest.mark.parametrize(("word", "per_channel"), [("yes", True), ("off", False)])
+def test_cli_static_options(word, per_channel, encoder, tmp_path):
+    from edgesmith.cli import main
+
+    def call(*options: str):
+        args = ["quantize", str(encoder / "fp32"), "--bits", "8", "--activation-bits", "8", "--calibration",
+                str(encoder / "calib"), "-o", str(tmp_path / "q"), "--backend", "olive"]
+        res = CliRunner().invoke(main, args + [a for o in options for a in ("-O", o)])
+        return res, [line for line in res.stderr.splitlines() if line.startswith("edgesmith: error:")]
+
+    for option, words in (("per_channel=maybe", ("per_channel=maybe", "true or false")),
+                          ("samples=0", ("samples=0", "1 to 100000")),
+                          ("accuracy_level=4", ("'accuracy_level'", "known options: activation_type"))):
+        res, errors = call(option)
+        assert res.exit_code == 2 and len(errors) == 1, res.output
+        assert "olive quantize (static)" in errors[0] and all(w in errors[0] for w in words), errors[0]
+    res, errors = call(f"per_channel={word}", "calibrate_method=Entropy", "samples=4")
+    assert res.exit_code == 0, res.output
+    details = json.loads((tmp_path / "q" / "edgesmith.json").read_text())["details"]
+    assert details["per_channel"] is per_channel and details["calibrate_method"] == "Entropy"
+    assert details["calibration"]["samples"] == 4
+
+
 def test_olive_config_reproduces(encoder, tmp_path, clean_env):
     """olive_config.json + olive_calibration.py, copied to an empty folder, give the same model."""
     import shutil

@@ -69,6 +69,9 @@ def _patch_pretokenizer(model: Path, facts: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from edgesmith.childproc import watch_parent
+
+    watch_parent()
     job = json.loads(Path(argv[1]).read_text())
     report = Path(job["report"])
     model = Path(job["model"])

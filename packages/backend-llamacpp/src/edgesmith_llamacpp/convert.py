@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith import childproc
+from edgesmith.claim import disk_full, full_disk_error
 from edgesmith.errors import BackendError, UserError
+from edgesmith.options import Option, parse
+from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context
 
 from . import ggufinfo
+from .plugin import NAME
 from .schemes import CONVERT_DTYPES
 
 ENTRY = "model.gguf"
-OPTIONS = ("dtype",)
+CONVERT_OPTIONS = (
+    Option("dtype", "dtype", "weight type the converter writes (smaller types: convert to f16, "
+           "then `edgesmith quantize`)", default="f16", choices=CONVERT_DTYPES),
+)
 
 #: Keep the converter (transformers, hub client) offline and quiet.
 _CHILD_ENV = {
@@ -29,13 +37,6 @@ _CHILD_ENV = {
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
-
-
-def check_options(options: Mapping[str, str], known: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for llamacpp; known: "
-                        f"{', '.join(known) or 'none'}")
 
 
 def _check_checkpoint(model: Path) -> None:
@@ -48,23 +49,20 @@ def _check_checkpoint(model: Path) -> None:
         raise UserError(f"{config} is not valid JSON ({e}); fix or re-download the checkpoint") from None
     if not any((model / n).exists() for n in ("tokenizer.json", "tokenizer.model")):
         raise UserError(
-            f"{model} has no tokenizer (tokenizer.json or tokenizer.model); a GGUF must carry its "
-            f"tokenizer, copy the tokenizer files into the checkpoint directory"
+            f"{model} has no tokenizer: neither tokenizer.json nor tokenizer.model is there; a GGUF "
+            f"carries its tokenizer, so copy the model's tokenizer files (with tokenizer_config.json) "
+            f"into the checkpoint directory"
         )
 
 
 def hf_to_gguf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    check_options(options, OPTIONS)
-    dtype = options.get("dtype", "f16").lower()
-    if dtype not in CONVERT_DTYPES:
-        raise UserError(f"dtype {dtype!r} is not one llama.cpp's converter writes; choose one of "
-                        f"{', '.join(CONVERT_DTYPES)} (then `edgesmith quantize` for smaller types)")
+    dtype = parse(CONVERT_OPTIONS, options, backend=NAME, operation="convert to gguf")["dtype"]
     model = source.path
     _check_checkpoint(model)
     outfile = output / ENTRY
     ctx.progress("converting to GGUF", None, None)
-    with tempfile.TemporaryDirectory(prefix="edgesmith-llamacpp-") as work:
-        facts = _run_worker(model, outfile, dtype, Path(work), ctx)
+    with scratch_dir("llamacpp") as work:
+        facts = _run_worker(model, outfile, dtype, work, ctx)
     if not outfile.is_file():
         raise BackendError("llama.cpp's converter finished without writing model.gguf")
     info = ggufinfo.summary(outfile)
@@ -92,21 +90,26 @@ def _run_worker(model: Path, outfile: Path, dtype: str, work: Path, ctx: Context
     if ctx.threads:
         env["OMP_NUM_THREADS"] = str(ctx.threads)
     with open(log, "wb") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "edgesmith_llamacpp._convert_worker", str(job)],
-                                stdout=logf, stderr=subprocess.STDOUT, env=env)
+        proc = childproc.popen([sys.executable, "-m", "edgesmith_llamacpp._convert_worker", str(job)],
+                               stdout=logf, stderr=subprocess.STDOUT, env=env)
         try:
             while proc.poll() is None:
                 ctx.progress("converting to GGUF", None, None)
                 time.sleep(0.2)
         except BaseException:
-            proc.kill()
-            proc.wait()
+            childproc.kill(proc)
             outfile.unlink(missing_ok=True)
             raise
     result = json.loads(report.read_text()) if report.exists() else {}
     if proc.returncode == 0 and result.get("ok"):
         return result
+    full = disk_full(outfile)  # judged before the partial file is removed
     outfile.unlink(missing_ok=True)
+    if full:
+        raise full_disk_error(outfile.parent)
+    if proc.returncode < 0:  # killed from outside (OOM killer, a user): not the input's fault
+        raise BackendError(f"llama.cpp's converter was killed by {signal.Signals(-proc.returncode).name} "
+                           f"before it finished; nothing was written")
     if proc.returncode == 2 and result.get("error"):
         raise UserError(result["error"])
     tail = _last_error_line(log.read_text(errors="replace"))

@@ -17,14 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgesmith import gguffile
 from edgesmith.errors import UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
-from . import gguffile, hftokenizer
-from .convert import check_options
+from . import hftokenizer
+from .plugin import NAME
 
-OPTIONS = ("dtype",)
-DTYPES = ("f16", "bf16", "f32")
+EXPORT_OPTIONS = (
+    Option("dtype", "dtype", "weight type of the safetensors written", default="f16",
+           choices=("f16", "bf16", "f32")),
+)
 
 
 def _supported_architectures() -> tuple[str, ...]:
@@ -39,11 +43,7 @@ _VOCAB_KEYS = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml
 
 
 def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    check_options(options, OPTIONS)
-    dtype = options.get("dtype", "f16").lower()
-    if dtype not in DTYPES:
-        raise UserError(f"dtype {dtype!r} cannot be written to a Hugging Face checkpoint here; "
-                        f"choose one of {', '.join(DTYPES)}")
+    dtype = parse(EXPORT_OPTIONS, options, backend=NAME, operation="convert to hf")["dtype"]
     path = source.main_file
     layout = gguffile.read(path)
     meta = layout.values

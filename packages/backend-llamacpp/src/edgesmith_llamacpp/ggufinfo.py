@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import gguffile
+from edgesmith import gguffile
+
 from .schemes import FLOAT_TENSOR_TYPES
 
 

@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import ggufinfo
-from .convert import ENTRY, check_options
+from .convert import ENTRY
+from .plugin import NAME
 from .schemes import Scheme, for_bits, lookup
 from .threads import default_threads
 
-OPTIONS = ("pure",)
-_TRUE = {"1", "true", "yes", "on"}
+QUANTIZE_OPTIONS = (
+    Option("pure", "bool", "every tensor in the scheme's base type (no K-quant mix)", default=False),
+)
 
 
 def resolve(spec: QuantSpec) -> Scheme:
@@ -52,9 +55,8 @@ def params_for(scheme: Scheme, *, threads: int, allow_requantize: bool, pure: bo
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
              ctx: Context) -> Artifact:
-    check_options(options, OPTIONS)
+    pure = parse(QUANTIZE_OPTIONS, options, backend=NAME, operation="quantize")["pure"]
     scheme = resolve(spec)
-    pure = options.get("pure", "false").lower() in _TRUE
     src = source.main_file
     quantized = ggufinfo.quantized_types(src)  # also rejects a truncated/corrupt file
     allow = bool(getattr(ctx, "allow_requantize", False))

@@ -7,31 +7,37 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from edgesmith.errors import BackendError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import ggufinfo
-from .convert import check_options
+from .plugin import NAME
 from .threads import default_threads
 
-OPTIONS = ("n_ctx", "n_batch")
 #: Cap on the context we allocate by default; the KV cache grows with it.
 DEFAULT_MAX_CTX = 4096
+#: Largest context accepted when the GGUF does not declare its trained context.
+MAX_CTX = 1 << 20
+#: Upper bounds are per model (see :func:`run_options`): n_ctx up to the trained
+#: context, n_batch up to n_ctx.
+RUN_OPTIONS = (
+    Option("n_ctx", "int", "context length to allocate (default: the trained context, capped at "
+           f"{DEFAULT_MAX_CTX})", min=1, max=MAX_CTX),
+    Option("n_batch", "int", "prompt tokens per decode call (default: 512, or n_ctx if smaller)",
+           min=1, max=MAX_CTX),
+)
 
 
-def _int_option(options: Mapping[str, str], key: str, default: int) -> int:
-    if key not in options:
-        return default
-    try:
-        value = int(options[key])
-    except ValueError:
-        raise UserError(f"option {key} must be a whole number, got {options[key]!r}") from None
-    if value < 1:
-        raise UserError(f"option {key} must be at least 1, got {value}")
-    return value
+def run_options(trained: int | None, n_ctx: int | None = None) -> tuple[Option, ...]:
+    """RUN_OPTIONS with this model's bounds: n_ctx up to ``trained``, n_batch up to ``n_ctx``."""
+    limit = min(int(trained), MAX_CTX) if trained else MAX_CTX
+    ctx_opt, batch_opt = RUN_OPTIONS
+    return (attrs.evolve(ctx_opt, max=limit), attrs.evolve(batch_opt, max=n_ctx or limit))
 
 
 class LlamaCppRunner(Runner):
@@ -44,14 +50,17 @@ class LlamaCppRunner(Runner):
 
     @classmethod
     def load(cls, artifact: Artifact, options: Mapping[str, str], ctx: Context) -> LlamaCppRunner:
-        check_options(options, OPTIONS)
         path = artifact.main_file
         reader = ggufinfo.read(path)  # a truncated file becomes a one-line UserError here
         arch = ggufinfo.field(reader, "general.architecture")
         trained = ggufinfo.field(reader, f"{arch}.context_length") if arch else None
         del reader
-        n_ctx = _int_option(options, "n_ctx", min(int(trained or DEFAULT_MAX_CTX), DEFAULT_MAX_CTX))
-        n_batch = _int_option(options, "n_batch", min(512, n_ctx))
+        opts = parse(run_options(trained), options, backend=NAME, operation="run")
+        n_ctx = opts.get("n_ctx", min(int(trained or DEFAULT_MAX_CTX), DEFAULT_MAX_CTX))
+        if "n_batch" in opts:  # bounded by the n_ctx just chosen
+            parse(run_options(trained, n_ctx)[1:], {"n_batch": opts["n_batch"]}, backend=NAME,
+                  operation="run")
+        n_batch = opts.get("n_batch", min(512, n_ctx))
         threads = ctx.threads or default_threads()
         from llama_cpp import Llama
 
@@ -79,6 +88,9 @@ class LlamaCppRunner(Runner):
         return self._llm.detokenize(list(token_ids), special=False).decode("utf-8", errors="replace")
 
     def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
+        if not prompt_ids:
+            # llama.cpp samples from the last evaluated token; with none it fails an assertion.
+            raise UserError("the prompt is empty (no tokens to start from); give some text with -p")
         llm = self._llm
         seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**31)
         llm.set_seed(seed)

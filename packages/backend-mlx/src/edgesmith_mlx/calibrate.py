@@ -15,7 +15,7 @@ from edgesmith.types import Context
 from .schemes import Plan
 
 #: Fewest tokens per sequence worth calibrating on.
-_MIN_TOKENS = 16
+MIN_TOKENS = 16
 #: mlx-lm's defaults for layers GPTQ does not handle (embeddings): 6 bits, group 64.
 GPTQ_FALLBACK = (6, 64)
 #: mlx-lm's AWQ defaults for the embedding.
@@ -43,9 +43,9 @@ def sequences(tokenizer: Any, path: Path, p: Plan, seed: int = 123) -> Any:
 
     ids = tokenizer.encode(read_text(path), add_special_tokens=False)
     length = min(p.calibration_length, len(ids))
-    if length < _MIN_TOKENS:
+    if length < MIN_TOKENS:
         raise UserError(f"calibration text {path} has only {len(ids)} tokens; give at least "
-                        f"{_MIN_TOKENS} (a few paragraphs of text typical for the model)")
+                        f"{MIN_TOKENS} (a few paragraphs of text typical for the model)")
     n = len(ids) // length
     windows = mx.array(ids[: n * length], dtype=mx.uint32).reshape(n, length)
     mx.random.seed(seed)

@@ -7,19 +7,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import mlxio
-from .schemes import check_options, normalize_dtype
+from .schemes import MX_DTYPES
 
-CONVERT_OPTIONS = {
-    "dtype": "float16, bfloat16 or float32 (default: the checkpoint's dtype, else float16)",
-}
+#: ``-O KEY=VALUE`` settings of convert (``--dtype`` sets ``dtype``).
+OPTIONS = (
+    Option("dtype", "dtype", "weights of the result (default: the checkpoint's dtype, else float16)",
+           choices=tuple(MX_DTYPES)),
+)
 
 
 def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    check_options(options, CONVERT_OPTIONS, "convert")
-    dtype = normalize_dtype(options.get("dtype"))
+    opts = parse(OPTIONS, options, backend="mlx", operation="convert")
+    dtype = MX_DTYPES.get(opts.get("dtype"))
     src = source.directory
     config_in = mlxio.read_config(src)
     quantized = mlxio.existing_quantization(config_in)

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgesmith.errors import BackendError, UserError
 from edgesmith.types import Context
+from edgesmith.weights import HeaderError, read_header
 
 from .schemes import DTYPES
 
@@ -64,6 +65,28 @@ def describe_quantization(q: dict[str, Any]) -> str:
     return str(q.get("quant_method", "quantized"))
 
 
+#: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def check_files(path: Path) -> None:
+    """Clear errors for what mlx-lm would report badly: no tokenizer files
+    (transformers' own error is several lines and suggests installing
+    sentencepiece), and safetensors data that does not match its header
+    (mlx reads past the end, or ignores trailing bytes transformers refuses)."""
+    if not any((path / name).is_file() for name in TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
+        raise UserError(f"{path} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; copy "
+                        f"the tokenizer files of the original checkpoint into {path}")
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            _, wanted, present = read_header(f)
+        except HeaderError as exc:
+            raise UserError(f"{f} is not a readable safetensors file ({exc}); re-download or re-export it") from None
+        if present != wanted:
+            raise UserError(f"{f} is corrupt: its header describes {wanted} bytes of weights, the file "
+                            f"holds {present}; re-download or re-export it")
+
+
 def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[str, Any]]:
     """(model, tokenizer wrapper, config) through mlx-lm, with clear errors."""
     quiet_hub()
@@ -74,6 +97,7 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             f"{path} has no model*.safetensors weights; MLX reads safetensors only "
             f"(convert pickle checkpoints to safetensors first)"
         )
+    check_files(path)
     from mlx_lm.utils import load as mlx_load
 
     try:
@@ -86,7 +110,9 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             model_config=rope_theta_fix(config),
         )
     except ValueError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        if "backend tokenizer" in msg:
+            raise UserError(f"transformers cannot build the tokenizer of {path}: {msg}") from None
         if "not supported" in msg:
             raise UserError(f"mlx-lm cannot load {path}: {msg.rstrip('.')}; MLX runs only the "
                             f"architectures mlx-lm implements (see mlx_lm/models)") from None
@@ -94,17 +120,22 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             raise UserError(f"{path} needs its own model code to load; pass --trust-remote-code "
                             f"if you trust its source") from None
         raise BackendError(f"mlx-lm failed to load {path}: {msg}") from exc
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())
+        if not msg.startswith("[load_safetensors]"):
+            raise
+        raise UserError(f"MLX cannot read the weights of {path}: {msg.removeprefix('[load_safetensors] ')}; "
+                        f"re-download or re-export the checkpoint") from None
     except (FileNotFoundError, OSError) as exc:
         raise UserError(f"mlx-lm cannot read {path}: {exc}; check the model directory is complete") from None
 
 
 def cast(model: Any, dtype: str) -> None:
-    """Cast floating-point parameters (not packed quantized ones) to ``dtype``."""
+    """Cast floating-point parameters (not packed quantized ones) to ``dtype`` (one of
+    :data:`~.schemes.DTYPES`)."""
     import mlx.core as mx
     from mlx.utils import tree_map_with_path
 
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     target = getattr(mx, dtype)
     # Some architectures keep certain tensors (e.g. router scales) in fp32.
     keep = getattr(model, "cast_predicate", lambda _k: True)

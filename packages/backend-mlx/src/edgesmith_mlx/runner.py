@@ -10,42 +10,36 @@ import attrs
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest, RunResult
 
 from . import mlxio
-from .schemes import check_options, normalize_dtype
+from .schemes import MX_DTYPES
 
-RUN_OPTIONS = {
-    "device": "cpu or gpu (gpu = Metal, Apple silicon only; default: MLX's default device)",
-    "prefill_step": "tokens per prefill chunk (default 2048)",
-    "dtype": "auto (default: float32 on the CPU, the model's own dtype on the GPU), float16, "
-    "bfloat16 or float32",
-}
+#: ``-O KEY=VALUE`` settings of run.
+OPTIONS = (
+    Option("device", "choice", "gpu = Metal, Apple silicon only (default: MLX's default device)",
+           choices=("cpu", "gpu")),
+    Option("prefill_step", "int", "prompt tokens per prefill chunk", default=2048, min=1, max=65536),
+    Option("dtype", "dtype", "compute dtype of the float weights; auto: float32 on the CPU, the "
+           "model's own on the GPU", default="auto", choices=("auto", *MX_DTYPES)),
+)
+
 
 def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> MlxRunner:
-    check_options(options, RUN_OPTIONS, "run")
+    opts = parse(OPTIONS, options, backend="mlx", operation="run")
     mlxio.quiet_hub()
     import mlx.core as mx
 
-    device = options.get("device", "").strip().lower()
+    device = opts.get("device")
+    if device == "gpu" and not mx.metal.is_available():
+        raise UserError("MLX has no GPU here (Metal needs Apple silicon); use device=cpu")
     if device:
-        if device not in ("cpu", "gpu"):
-            raise UserError(f"option device must be cpu or gpu, got {device!r}")
-        if device == "gpu" and not mx.metal.is_available():
-            raise UserError("MLX has no GPU here (Metal needs Apple silicon); use device=cpu")
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
-    try:
-        prefill = int(options.get("prefill_step", "2048"))
-    except ValueError:
-        raise UserError(f"option prefill_step must be a whole number, got {options['prefill_step']!r}") from None
-    if prefill < 1:
-        raise UserError("option prefill_step must be at least 1")
-    dtype = options.get("dtype", "auto").strip().lower()
-    if dtype != "auto":
-        dtype = normalize_dtype(dtype)
     model, tokenizer, config = mlxio.load(artifact.directory, ctx, lazy=False)
-    if dtype == "auto":
+    dtype = MX_DTYPES.get(opts["dtype"])
+    if opts["dtype"] == "auto":
         # MLX's CPU kernels for float16/bfloat16 (quantized matmul above all)
         # are tens of times slower than float32; widening scales and float
         # weights loses nothing and makes CPU runs usable.
@@ -53,7 +47,7 @@ def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> MlxRun
     if dtype:
         mlxio.cast(model, dtype)
         mx.eval(model.parameters())
-    runner = MlxRunner(model, tokenizer, config, artifact.directory, prefill)
+    runner = MlxRunner(model, tokenizer, config, artifact.directory, opts["prefill_step"])
     runner.compute_dtype = dtype or mlxio.source_dtype(config) or "model"
     return runner
 

@@ -41,36 +41,10 @@ METHODS = ("rtn", *DATA_AWARE)
 #: Names accepted as ``--scheme`` (QuantSpec.native).
 SCHEMES: tuple[str, ...] = (*MODES, *RECIPES)
 
-#: Extra ``--option`` keys of quantize.
-QUANT_OPTIONS = {
-    "mode": "quantization mode: " + ", ".join(MODES),
-    "recipe": "mixed-precision recipe: " + ", ".join(RECIPES),
-    "dtype": "dtype of the weights left unquantized: float16, bfloat16, float32",
-    "indivisible": "error (default) or skip: what to do with a layer whose input size the group size does not divide",
-    "calibration_samples": "number of calibration sequences (data-aware methods; default 32)",
-    "calibration_length": "tokens per calibration sequence (data-aware methods; default 256)",
-}
-
-DTYPES = ("float16", "bfloat16", "float32")
-_DTYPE_ALIASES = {"f16": "float16", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
-                  "f32": "float32", "fp32": "float32", "float": "float32"}
-
-
-def normalize_dtype(value: str | None) -> str | None:
-    if value is None:
-        return None
-    v = value.strip().lower()
-    v = _DTYPE_ALIASES.get(v, v)
-    if v not in DTYPES:
-        raise UserError(f"unknown dtype {value!r} for MLX; choose one of {', '.join(DTYPES)}")
-    return v
-
-
-def check_options(options: Mapping[str, str], known: Mapping[str, str], op: str) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        listing = "; ".join(f"{k} ({v})" for k, v in known.items())
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for mlx {op}; known: {listing}")
+#: Canonical dtype name (:func:`edgesmith.options.canonical_dtype`) -> MLX's name.
+MX_DTYPES: dict[str, str] = {"f16": "float16", "bf16": "bfloat16", "f32": "float32"}
+#: MLX's float dtype names, as config.json records them.
+DTYPES = tuple(MX_DTYPES.values())
 
 
 @attrs.frozen
@@ -80,12 +54,12 @@ class Plan:
     mode: str
     bits: int
     group_size: int
+    calibration_samples: int
+    calibration_length: int
     recipe: str | None = None
     method: str = "rtn"
     dtype: str | None = None
     skip_indivisible: bool = False
-    calibration_samples: int = 32
-    calibration_length: int = 256
 
     def describe(self) -> str:
         what = self.recipe or f"{self.mode} {self.bits}-bit"
@@ -95,25 +69,12 @@ class Plan:
         return attrs.asdict(self)
 
 
-def _int_option(options: Mapping[str, str], key: str, default: int) -> int:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"option {key} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise UserError(f"option {key} must be at least 1, got {value}")
-    return value
-
-
-def plan(spec: QuantSpec, options: Mapping[str, str]) -> Plan:
-    """Map ``spec`` and ``options`` onto MLX, refusing what MLX cannot honour."""
-    check_options(options, QUANT_OPTIONS, "quantize")
+def plan(spec: QuantSpec, options: Mapping[str, Any]) -> Plan:
+    """Map ``spec`` and the parsed ``options`` (see ``quantize.OPTIONS``) onto
+    MLX, refusing what MLX cannot honour."""
     native = spec.native.strip().lower() if spec.native else None
-    mode = options.get("mode", "").strip().lower() or None
-    recipe = options.get("recipe", "").strip().lower() or None
+    mode = options.get("mode")
+    recipe = options.get("recipe")
     if native is not None:
         if native in MODES:
             if mode and mode != native:
@@ -128,10 +89,6 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> Plan:
                 f"MLX has no scheme {spec.native!r}; choose one of {', '.join(SCHEMES)}"
             )
     mode = mode or "affine"
-    if mode not in MODES:
-        raise UserError(f"unknown MLX quantization mode {mode!r}; choose one of {', '.join(MODES)}")
-    if recipe is not None and recipe not in RECIPES:
-        raise UserError(f"unknown MLX recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if recipe and mode != "affine":
         raise UnsupportedError(f"mlx-lm's mixed recipes use affine quantization only, not {mode}; drop mode={mode}")
 
@@ -182,17 +139,14 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> Plan:
     elif spec.calibration is not None:
         raise UserError("--calibration is only used by data-aware methods; add --method gptq or awq, "
                         "or drop --calibration")
-    indivisible = options.get("indivisible", "error").strip().lower()
-    if indivisible not in ("error", "skip"):
-        raise UserError(f"option indivisible must be error or skip, got {indivisible!r}")
     return Plan(
         mode=mode,
         bits=bits,
         group_size=group,
+        calibration_samples=options["calibration_samples"],
+        calibration_length=options["calibration_length"],
         recipe=recipe,
         method=method,
-        dtype=normalize_dtype(options.get("dtype")),
-        skip_indivisible=indivisible == "skip",
-        calibration_samples=_int_option(options, "calibration_samples", 32),
-        calibration_length=_int_option(options, "calibration_length", 256),
+        dtype=MX_DTYPES.get(options.get("dtype")),
+        skip_indivisible=options["indivisible"] == "skip",
     )

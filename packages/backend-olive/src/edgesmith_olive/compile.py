@@ -19,21 +19,25 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edgesmith.errors import UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import bundle
-from .options import check_keys, choice
 
-KNOWN = ("level", "provider", "measure")
 LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+#: ``-O KEY=VALUE`` settings of compile.
+OPTIONS = (
+    Option("level", "choice", "ONNX Runtime graph optimization level; all ties the result to this "
+           "CPU's instruction set", default="extended", choices=tuple(LEVELS)),
+    Option("provider", "choice", "execution provider (CPU only here)", default="cpu", choices=("cpu",)),
+    Option("measure", "bool", "time loading the source and the result, into the manifest", default=False),
+)
 
 
 def compile_bundle(source: Artifact, device: str, options: Mapping[str, str], output: Path,
                    ctx: Context) -> Artifact:
-    check_keys(options, KNOWN, "compile")
-    level = choice(options, "level", LEVELS, "extended")
-    provider = choice(options, "provider", ("cpu",), "cpu")
-    measure = choice(options, "measure", ("true", "false", "1", "0", "yes", "no"), "false") in ("true", "1", "yes")
+    opts = parse(OPTIONS, options, backend="olive", operation="compile")
+    level, provider, measure = opts["level"], opts["provider"], opts["measure"]
     src_dir = bundle.genai_dir(Path(source.directory))
     cfg = bundle.read_json(src_dir / bundle.GENAI_CONFIG)
     session_options = cfg["model"]["decoder"].get("session_options") or {}

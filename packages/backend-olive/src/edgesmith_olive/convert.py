@@ -7,15 +7,29 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
+
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
+from edgesmith.weights import HeaderError, read_header
 
 from . import bundle, workflow
-from .options import check_keys, choice
-from .schemes import ACCURACY_LEVELS, BLOCK_SIZES
+from .schemes import ACCURACY_LEVEL, check_block_size
 
-KNOWN = ("dtype", "provider", "block_size", "accuracy_level")
-DTYPES = ("fp32", "fp16", "int4")
+#: Canonical dtype (edgesmith.options) -> the ModelBuilder's precision name.
+PRECISIONS = {"f32": "fp32", "f16": "fp16", "int4": "int4"}
+#: ``-O KEY=VALUE`` settings of convert (``--dtype`` sets ``dtype``).
+OPTIONS = (
+    Option("dtype", "dtype", "weights of the result; int4 is the builder's RTN", default="f32",
+           choices=tuple(PRECISIONS)),
+    workflow.PROVIDER,
+    Option("block_size", "int", "int4 only: weights per quantization block (a power of two)",
+           default=32, min=16, max=256),
+    attrs.evolve(ACCURACY_LEVEL, help="int4 only: " + ACCURACY_LEVEL.help),
+)
+#: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def supported_architectures() -> set[str]:
@@ -31,6 +45,7 @@ def _check_source(source: Artifact, ctx: Context) -> str:
     cfg = bundle.read_json(source.path / "config.json") if (source.path / "config.json").is_file() else None
     if cfg is None:
         raise UserError(f"{source.path} has no config.json; give a Hugging Face checkpoint directory")
+    _check_files(Path(source.path))
     archs = cfg.get("architectures") or []
     if not archs:
         raise UserError(f"{source.path}/config.json names no architectures; add e.g. \"architectures\": [\"LlamaForCausalLM\"]")
@@ -52,6 +67,23 @@ def _check_source(source: Artifact, ctx: Context) -> str:
             "review it and pass --trust-remote-code to allow it"
         )
     return archs[0]
+
+
+def _check_files(src: Path) -> None:
+    """Clear errors for what the builder would report badly: no tokenizer files
+    (transformers then blames a missing sentencepiece), and safetensors data
+    that does not match its header (a failed pass deep inside Olive)."""
+    if not any((src / name).is_file() for name in TOKENIZER_FILES) and not any(src.glob("*.tiktoken")):
+        raise UserError(f"{src} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; copy "
+                        f"the tokenizer files of the original checkpoint into {src}")
+    for f in sorted(src.glob("*.safetensors")):
+        try:
+            _, wanted, present = read_header(f)
+        except HeaderError as exc:
+            raise UserError(f"{f} is not a readable safetensors file ({exc}); re-download or re-export it") from None
+        if present != wanted:
+            raise UserError(f"{f} is corrupt: its header describes {wanted} bytes of weights, the file "
+                            f"holds {present}; re-download or re-export it")
 
 
 def _lm_head_clash(cfg: dict) -> str | None:
@@ -86,12 +118,14 @@ def _lm_head_clash(cfg: dict) -> str | None:
 
 
 def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    check_keys(options, KNOWN, "convert")
-    dtype = choice(options, "dtype", DTYPES, "fp32")
-    provider = workflow.validate_provider(options)
+    given = parse(OPTIONS, options, backend="olive", operation="convert", defaults=False)
+    opts = {o.name: o.default for o in OPTIONS} | given
+    dtype, provider = PRECISIONS[opts["dtype"]], opts["provider"]
+    check_block_size(opts["block_size"], f"olive convert: option block_size={opts['block_size']}")
+    if dtype != "int4" and ("block_size" in given or "accuracy_level" in given):
+        raise UserError("olive convert: options block_size/accuracy_level apply to dtype int4 only; "
+                        "drop them or add --dtype int4")
     arch = _check_source(source, ctx)
-    if dtype != "int4" and ("block_size" in options or "accuracy_level" in options):
-        raise UserError("block_size/accuracy_level apply to dtype=int4 only; drop them or add --dtype int4")
 
     # hf_remote=False: the builder otherwise loads configs with trust_remote_code=True.
     builder: dict = {
@@ -101,14 +135,8 @@ def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Con
     }
     passes: dict[str, dict] = {}
     if dtype == "int4":
-        block = int(options.get("block_size", 32))
-        if block not in BLOCK_SIZES:
-            raise UserError(f"block_size={block} is not supported; use one of {', '.join(map(str, BLOCK_SIZES))}")
-        builder["int4_block_size"] = block
-        level = str(options.get("accuracy_level", "4")).lower()
-        if level not in ACCURACY_LEVELS or ACCURACY_LEVELS[level] == 0:
-            raise UserError(f"accuracy_level={level} is not valid; use 1-4 (fp32, fp16, bf16, int8)")
-        builder["int4_accuracy_level"] = ACCURACY_LEVELS[level]
+        builder["int4_block_size"] = opts["block_size"]
+        builder["int4_accuracy_level"] = opts["accuracy_level"]
     if dtype == "fp16" and workflow.PROVIDERS[provider][0] == "cpu":
         # The builder emits fp16 only for GPU providers; for CPU the fp32 graph is
         # converted afterwards, keeping float32 inputs/outputs (and KV cache).

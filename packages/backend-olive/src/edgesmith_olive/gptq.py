@@ -21,15 +21,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import bundle, workflow
 from .convert import _check_source
-from .options import check_keys, integer
-from .schemes import ACCURACY_LEVELS, BLOCK_SIZES
+from .schemes import ACCURACY_LEVEL, check_block_size
 from .static import unique_loader
 
-KNOWN = ("accuracy_level", "provider", "seq_len", "samples")
+#: ``-O KEY=VALUE`` settings of quantize from a Hugging Face checkpoint (GPTQ).
+OPTIONS = (
+    ACCURACY_LEVEL,
+    workflow.PROVIDER,
+    Option("seq_len", "int", "tokens per calibration window", default=512, min=8, max=32768),
+    Option("samples", "int", "most calibration windows used", default=128, min=1, max=4096),
+)
 SCRIPT_NAME = "olive_calibration.py"
 TEXT_NAME = "calibration.txt"
 LOADER = "edgesmith_text_calibration"
@@ -90,7 +96,7 @@ def _read_text(path: Path) -> str:
 
 def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
     """Settings of the GPTQ job, checked before any work."""
-    check_keys(options, KNOWN, "quantize (gptq)")
+    opts = parse(OPTIONS, options, backend="olive", operation="quantize (gptq)")
     method = (spec.method or "gptq").lower()
     if spec.native and spec.native.lower() != "int4_gptq":
         raise UnsupportedError(
@@ -117,24 +123,15 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
                         "(plain text); for int4 without data use: edgesmith convert MODEL --to onnx --dtype int4")
     _read_text(Path(spec.calibration))
     block = spec.group_size if spec.group_size is not None else 32
-    if block not in BLOCK_SIZES:
-        raise UserError(f"--group-size {block} is not supported; use one of {', '.join(map(str, BLOCK_SIZES))}")
-    level = str(options.get("accuracy_level", "4")).lower()
-    if level not in ACCURACY_LEVELS or ACCURACY_LEVELS[level] == 0:
-        raise UserError(f"accuracy_level={level} is not valid; use 1-4 (fp32, fp16, bf16, int8)")
-    seq_len = integer(options, "seq_len", 512)
-    samples = integer(options, "samples", 128)
-    if not seq_len or seq_len < 8 or not samples or samples < 1:
-        raise UserError("seq_len must be at least 8 and samples at least 1; e.g. --option seq_len=512")
+    check_block_size(block, f"--group-size {block}")
     symmetric = True if spec.symmetric is None else spec.symmetric
-    return {"block_size": block, "accuracy_level": ACCURACY_LEVELS[level], "seq_len": seq_len,
-            "samples": samples, "symmetric": symmetric}
+    return {"block_size": block, "symmetric": symmetric, **opts}
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
              ctx: Context) -> Artifact:
     settings = plan(spec, options)
-    provider = workflow.validate_provider(options)
+    provider = settings["provider"]
     src = Path(source.path)
     arch = _check_source(source, ctx)
     cfg = bundle.read_json(src / "config.json")

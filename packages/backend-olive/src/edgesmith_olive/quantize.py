@@ -15,16 +15,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import attrs
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import bundle, workflow
 from .convert import external_data
-from .options import check_keys
-from .schemes import ACCURACY_LEVELS, BLOCK_SIZES, SCHEMES
+from .schemes import ACCURACY_LEVEL, SCHEMES, check_block_size
 
-KNOWN = ("accuracy_level", "provider")
+#: ``-O KEY=VALUE`` settings of quantize for a GenAI bundle (weight-only, dynamic, fp16).
+OPTIONS = (
+    attrs.evolve(ACCURACY_LEVEL, default=None, min=0,
+                 help="rtn/hqq only: " + ACCURACY_LEVEL.help + "; 0 unset (default: 4 on the CPU provider, "
+                 "else unset)"),
+    workflow.PROVIDER,
+)
 #: Ops that mark a graph as already quantized.
 _QUANT_OPS = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul", "GatherBlockQuantized",
               "QuantizeLinear", "DequantizeLinear", "MatMulBnb4", "QLinearMatMul"}
@@ -62,9 +71,9 @@ def _resolve(spec: QuantSpec) -> tuple[int, str]:
     return bits, method
 
 
-def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict[str, dict], dict]:
-    """The Olive passes for ``spec`` and the facts for the manifest."""
-    check_keys(options, KNOWN, "quantize")
+def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], dict]:
+    """The Olive passes for ``spec`` and the parsed ``options`` (see :data:`OPTIONS`),
+    and the facts for the manifest."""
     bits, method = _resolve(spec)
     if method in ("gptq", "awq"):
         # GPTQ needs the float PyTorch weights, which a bundle no longer has.
@@ -87,28 +96,23 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict[str, dict], 
     weight_only = method in ("rtn", "hqq")
     if not weight_only and spec.group_size is not None:
         raise UnsupportedError(f"--group-size applies to weight-only rtn/hqq, not {method}; drop it")
-    level = None
-    if "accuracy_level" in options:
-        if not weight_only:
-            raise UserError(f"accuracy_level applies to weight-only rtn/hqq, not {method}; drop it")
-        key = str(options["accuracy_level"]).lower()
-        if key not in ACCURACY_LEVELS:
-            raise UserError(f"accuracy_level={key} is not valid; use 0-4 (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)")
-        level = ACCURACY_LEVELS[key]
-    elif weight_only and str(options.get("provider", "cpu")).lower() == "cpu":
+    level = options.get("accuracy_level")
+    if level is not None and not weight_only:
+        raise UserError(f"olive quantize (bundle): option accuracy_level applies to weight-only rtn/hqq, "
+                        f"not {method}; drop it")
+    if level is None and weight_only and options["provider"] == "cpu":
         # Unset (0) means float32 activations. ONNX Runtime 1.32's CPU kernels
         # are far slower that way, 8-bit worst (SmolLM2-135M on 2 AVX2 cores:
         # int8 1 tok/s unset vs 68 with int8 activations, int4 43 vs 118),
         # while perplexity moves by about 1 % (int8 30.0 vs 29.8, fp32 29.9).
         # Level 4 is also the GenAI builder's own CPU default.
-        level = ACCURACY_LEVELS["int8"]
+        level = 4
 
     details: dict = {"bits": bits, "method": method}
     passes: dict[str, dict] = {}
     if weight_only:
-        block = spec.group_size if spec.group_size is not None else 32
-        if block not in BLOCK_SIZES:
-            raise UserError(f"--group-size {block} is not supported; use one of {', '.join(map(str, BLOCK_SIZES))}")
+        block = check_block_size(spec.group_size if spec.group_size is not None else 32,
+                                 f"--group-size {spec.group_size}")
         conf: dict = {"block_size": block}
         if level is not None:
             conf["accuracy_level"] = level
@@ -163,8 +167,9 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         from .static import quantize as static_quantize
 
         return static_quantize(source, spec, options, output, ctx)
-    passes, details = plan(spec, options)
-    provider = workflow.validate_provider(options)
+    opts = parse(OPTIONS, options, backend="olive", operation="quantize (bundle)")
+    passes, details = plan(spec, opts)
+    provider = opts["provider"]
     bundle.genai_dir(src_dir)
     model_name = bundle.decoder_file(src_dir)
     quantized = _already_quantized(src_dir / model_name)

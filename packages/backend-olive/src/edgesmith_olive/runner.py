@@ -16,20 +16,21 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UserError
+from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import bundle
-from .options import check_keys
 
-KNOWN = ("provider",)
+#: ``-O KEY=VALUE`` settings of run.
+OPTIONS = (
+    Option("provider", "choice", "execution provider (this build runs on the CPU only)", default="cpu",
+           choices=("cpu",)),
+)
 
 
 def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner:
-    check_keys(options, KNOWN, "run")
-    provider = str(options.get("provider", "cpu")).lower()
-    if provider != "cpu":
-        raise UserError(f"this build of edgesmith-olive runs on the CPU provider only, not {provider}; drop provider")
+    parse(OPTIONS, options, backend="olive", operation="run")
     directory = Path(artifact.directory)
     if not (directory / bundle.GENAI_CONFIG).is_file():
         # Not a GenAI bundle: an encoder or vision graph, run through ONNX Runtime.

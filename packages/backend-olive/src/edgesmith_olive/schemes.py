@@ -1,11 +1,14 @@
 """Native scheme names and how each maps to an Olive pass.
 
-Kept free of imports so the plugin can list the schemes cheaply.
+Kept free of heavy imports so the plugin can list the schemes cheaply.
 """
 
 from __future__ import annotations
 
 import attrs
+
+from edgesmith.errors import UserError
+from edgesmith.options import Option
 
 
 @attrs.frozen
@@ -32,5 +35,15 @@ SCHEMES = {
 }
 
 BLOCK_SIZES = (16, 32, 64, 128, 256)
-#: MatMulNBits accuracy levels: minimum precision of the activations in the matmul.
-ACCURACY_LEVELS = {"0": 0, "1": 1, "2": 2, "3": 3, "4": 4, "fp32": 1, "fp16": 2, "bf16": 3, "int8": 4}
+
+#: MatMulNBits accuracy level: the lowest precision of the activations in the matmul.
+ACCURACY_LEVEL = Option("accuracy_level", "int", "lowest precision MatMulNBits computes in: "
+                        "1 fp32, 2 fp16, 3 bf16, 4 int8", default=4, min=1, max=4)
+
+
+def check_block_size(block: int, given_as: str) -> int:
+    """MatMulNBits blocks are powers of two from 16 to 256; ``given_as`` names
+    the setting in the error (``--group-size 48``)."""
+    if block not in BLOCK_SIZES:
+        raise UserError(f"{given_as} is not valid; give one of {', '.join(map(str, BLOCK_SIZES))}")
+    return block

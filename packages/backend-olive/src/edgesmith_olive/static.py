@@ -18,19 +18,28 @@ from pathlib import Path
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 from edgesmith.util import input_files
 
 from . import bundle, workflow
 from .convert import external_data
-from .options import check_keys, choice, integer
 
-KNOWN = ("provider", "per_channel", "calibrate_method", "samples", "activation_type")
 SCRIPT_NAME = "olive_calibration.py"
 LOADER = "edgesmith_npy_calibration"
 #: Models bigger than this keep their weights in model.onnx.data.
 EXTERNAL_ABOVE = 1_500_000_000
 CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+#: ``-O KEY=VALUE`` settings of quantize for ONNX models that are not GenAI bundles (static QDQ).
+OPTIONS = (
+    workflow.PROVIDER,
+    Option("per_channel", "bool", "per-channel weight scales", default=True),
+    Option("calibrate_method", "choice", "how activation ranges are chosen", default="minmax",
+           choices=tuple(CALIBRATE_METHODS)),
+    Option("samples", "int", "most calibration samples used (default: all)", min=1, max=100_000),
+    Option("activation_type", "choice", "unsigned (asymmetric) or signed activations", default="uint",
+           choices=("uint", "int")),
+)
 
 _SCRIPT = '''"""Calibration inputs for Olive's OnnxStaticQuantization, written by edgesmith-olive.
 
@@ -136,7 +145,7 @@ def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None
 
 def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
     """The OnnxStaticQuantization settings (without data config) and the manifest facts."""
-    check_keys(options, KNOWN, "quantize (static)")
+    opts = parse(OPTIONS, options, backend="olive", operation="quantize (static)")
     act = spec.activation_bits
     if act is None:
         raise UserError("this ONNX model is not an ONNX Runtime GenAI bundle; quantize it statically with "
@@ -157,12 +166,8 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
         raise UnsupportedError("static QDQ quantizes every supported op; mixed --ratio is not supported")
     if spec.calibration is None:
         raise UserError("static quantization needs --calibration DIR: one NAME.npy per graph input")
-    per_channel = choice(options, "per_channel", ("true", "false"), "true") == "true"
-    method = CALIBRATE_METHODS[choice(options, "calibrate_method", CALIBRATE_METHODS, "minmax")]
-    act_kind = choice(options, "activation_type", ("uint", "int"), "uint")
-    samples = integer(options, "samples", None)
-    if samples is not None and samples < 1:
-        raise UserError("samples must be at least 1; e.g. --option samples=64")
+    per_channel, act_kind = opts["per_channel"], opts["activation_type"]
+    method = CALIBRATE_METHODS[opts["calibrate_method"]]
     weight_symmetric = True if spec.symmetric is None else spec.symmetric
     conf = {
         "type": "OnnxStaticQuantization",
@@ -176,14 +181,13 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
     details = {"bits": bits, "activation_bits": act, "method": "static_qdq", "per_channel": per_channel,
                "calibrate_method": method, "activation_type": f"{act_kind}{act}",
                "weight_type": f"int{bits}", "weight_symmetric": weight_symmetric}
-    return conf, {**details, "_samples": samples}
+    return conf, {**details, "_samples": opts.get("samples"), "_provider": opts["provider"]}
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
              ctx: Context) -> Artifact:
     conf, details = plan(spec, options)
-    samples = details.pop("_samples")
-    provider = workflow.validate_provider(options)
+    samples, provider = details.pop("_samples"), details.pop("_provider")
     model_file = Path(source.main_file)
     if model_file.is_dir() or model_file.suffix != ".onnx":
         raise UserError(f"{source.path} holds no .onnx model; give a .onnx file or its folder")

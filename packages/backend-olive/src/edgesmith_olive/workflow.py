@@ -20,8 +20,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import BackendError, UserError
+from edgesmith.errors import BackendError
 from edgesmith.manifest import TMP_MARK
+from edgesmith.options import Option
 from edgesmith.types import Context
 
 from . import workarounds
@@ -52,6 +53,9 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "qnn": ("npu", "QNNExecutionProvider"),
     "openvino": ("cpu", "OpenVINOExecutionProvider"),
 }
+#: The ``provider`` option of every operation that runs a workflow.
+PROVIDER = Option("provider", "choice", "execution provider the result is built for",
+                  default="cpu", choices=tuple(PROVIDERS))
 
 
 def build_config(
@@ -254,12 +258,3 @@ def _failure(output: Path, tracker: _PassTracker, reason: str) -> BackendError:
 def finish(output: Path) -> None:
     """Remove Olive's scratch folder once the result has been moved out of it."""
     shutil.rmtree(output / WORK_DIR, ignore_errors=True)
-
-
-def validate_provider(options: Mapping[str, str]) -> str:
-    provider = options.get("provider", "cpu").lower()
-    if provider not in PROVIDERS:
-        raise UserError(
-            f"unknown provider {provider!r}; use --option provider=one of {', '.join(PROVIDERS)}"
-        )
-    return provider

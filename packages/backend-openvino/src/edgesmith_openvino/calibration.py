@@ -17,14 +17,13 @@ from typing import Any
 from edgesmith.errors import UserError
 
 from . import stack
-from .options import number
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 DEFAULT_MAX_LENGTH = 128
 _PAD_NAMES = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>")
 
 
-def find_tokenizer(src_dir: Path, opts: Mapping[str, str]) -> Path:
+def find_tokenizer(src_dir: Path, opts: Mapping[str, Any]) -> Path:
     if "tokenizer" in opts:
         path = Path(opts["tokenizer"]).expanduser()
         path = path / "tokenizer.json" if path.is_dir() else path
@@ -58,7 +57,7 @@ def _static_dim(port: Any, axis: int) -> int | None:
 
 
 def encoder_text_samples(model: Any, calibration: Path, src_dir: Path,
-                         opts: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                         opts: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(samples, facts) for ``nncf.quantize`` from a text file, one sample per line."""
     import numpy as np
 
@@ -79,9 +78,7 @@ def encoder_text_samples(model: Any, calibration: Path, src_dir: Path,
         raise UserError(f"input_ids has a static batch of {batch}; text calibration makes batch-1 "
                         f"samples, so calibrate from a directory of .npz arrays instead")
     static_len = _static_dim(ids_port, 1)
-    max_length = number(opts, "max_length", int, static_len or DEFAULT_MAX_LENGTH)
-    if max_length < 1:
-        raise UserError(f"max_length must be at least 1, got {max_length}")
+    max_length = opts.get("max_length", static_len or DEFAULT_MAX_LENGTH)
     if static_len is not None and max_length != static_len:
         raise UserError(f"the model's sequence length is fixed at {static_len}; drop max_length or "
                         f"set max_length={static_len}")

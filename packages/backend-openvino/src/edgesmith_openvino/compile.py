@@ -19,21 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import stack
-from .options import check_keys, flag, number
+from .plugin import NAME
 from .runner import COMPILED_INFO
 
-COMPILE_OPTIONS = {
-    "performance_hint": "LATENCY (default), THROUGHPUT or CUMULATIVE_THROUGHPUT",
-    "inference_precision": "execution precision: f32, bf16 or f16 (device default when unset)",
-    "num_streams": "parallel inference streams (device default when unset)",
-    "max_prompt_len": "NPU only: the static prompt length the LLM is compiled for (default 1024)",
-    "min_response_len": "NPU only: tokens reserved for the answer (default 128)",
-    "genai_cache": "true fills openvino-genai's model cache in the output (default: true except on CPU, "
-                   "where loading from the cache measured slower than compiling)",
-}
+#: Longest static prompt/answer an NPU LLM is compiled for (a sanity bound).
+MAX_TOKENS = 1 << 20
+#: openvino-genai's NPU defaults, passed explicitly so the manifest records them.
+NPU_MAX_PROMPT_LEN = 1024
+NPU_MIN_RESPONSE_LEN = 128
+COMPILE_OPTIONS = (
+    Option("performance_hint", "choice", "what the device optimizes for", default="LATENCY",
+           choices=("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
+    Option("inference_precision", "dtype", "execution precision (device default when unset)",
+           choices=("f32", "bf16", "f16")),
+    Option("num_streams", "int", "parallel inference streams (device default when unset)",
+           min=1, max=256),
+    Option("max_prompt_len", "int", "NPU only: the static prompt length the LLM is compiled for "
+           f"(default {NPU_MAX_PROMPT_LEN})", min=1, max=MAX_TOKENS),
+    Option("min_response_len", "int", "NPU only: tokens reserved for the answer "
+           f"(default {NPU_MIN_RESPONSE_LEN})", min=1, max=MAX_TOKENS),
+    Option("genai_cache", "bool", "fill openvino-genai's model cache in the output (default: on "
+           "except on CPU, where loading from the cache measured slower than compiling)"),
+)
 BLOB = "openvino_model.blob"
 GENAI_CACHE = "model_cache"
 
@@ -49,19 +60,13 @@ def check_device(core: Any, device: str) -> str:
     return dev
 
 
-def properties(opts: Mapping[str, str], dev: str) -> dict[str, Any]:
-    """Device properties from the options (genai_cache is ours, not OpenVINO's)."""
-    props: dict[str, Any] = {"PERFORMANCE_HINT": opts.get("performance_hint", "LATENCY").upper()}
-    if props["PERFORMANCE_HINT"] not in ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"):
-        raise UserError(f"performance_hint {opts['performance_hint']!r} is unknown; use LATENCY, "
-                        f"THROUGHPUT or CUMULATIVE_THROUGHPUT")
+def properties(opts: Mapping[str, Any], dev: str) -> dict[str, Any]:
+    """Device properties from the parsed options (genai_cache is ours, not OpenVINO's)."""
+    props: dict[str, Any] = {"PERFORMANCE_HINT": opts["performance_hint"]}
     if "inference_precision" in opts:
-        prec = opts["inference_precision"].lower()
-        if prec not in ("f32", "bf16", "f16"):
-            raise UserError(f"inference_precision {prec!r} is unknown; use f32, bf16 or f16")
-        props["INFERENCE_PRECISION_HINT"] = prec
+        props["INFERENCE_PRECISION_HINT"] = opts["inference_precision"]
     if "num_streams" in opts:
-        props["NUM_STREAMS"] = str(number(opts, "num_streams", int))
+        props["NUM_STREAMS"] = str(opts["num_streams"])
     if dev != "NPU" and ("max_prompt_len" in opts or "min_response_len" in opts):
         raise UserError("max_prompt_len/min_response_len apply to NPU only; drop them for " + dev)
     return props
@@ -69,7 +74,7 @@ def properties(opts: Mapping[str, str], dev: str) -> dict[str, Any]:
 
 def compile_ir(source: Artifact, device: str, options: Mapping[str, str], output: Path,
                ctx: Context) -> Artifact:
-    opts = check_keys(options, COMPILE_OPTIONS, "compile")
+    opts = parse(COMPILE_OPTIONS, options, backend=NAME, operation="compile")
     xml = stack.ir_file(source)
     core = stack.core()
     dev = check_device(core, device)
@@ -88,7 +93,7 @@ def compile_ir(source: Artifact, device: str, options: Mapping[str, str], output
         info.update(_npu_llm(output, opts, props, ctx))
     else:
         info.update(_blob(core, out_xml, output, dev, props, ctx))
-        if llm and flag(opts, "genai_cache", dev != "CPU"):
+        if llm and opts.get("genai_cache", dev != "CPU"):
             info.update(_genai_cache(output, dev, props, ctx))
     info["openvino"] = stack.ov().get_version()
     (output / COMPILED_INFO).write_text(json.dumps(info, indent=2) + "\n")
@@ -152,13 +157,13 @@ def _genai_cache(output: Path, dev: str, props: dict[str, Any], ctx: Context) ->
             "genai_load_cached_s": round(warm, 4)}
 
 
-def _npu_llm(output: Path, opts: Mapping[str, str], props: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def _npu_llm(output: Path, opts: Mapping[str, Any], props: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """NPU runs LLMs with static shapes; openvino-genai compiles and exports that blob."""
     stack.quiet()
     import openvino_genai
 
-    npu = {"MAX_PROMPT_LEN": number(opts, "max_prompt_len", int, 1024),
-           "MIN_RESPONSE_LEN": number(opts, "min_response_len", int, 128)}
+    npu = {"MAX_PROMPT_LEN": opts.get("max_prompt_len", NPU_MAX_PROMPT_LEN),
+           "MIN_RESPONSE_LEN": opts.get("min_response_len", NPU_MIN_RESPONSE_LEN)}
     props.update(npu)
     ctx.progress("compiling the LLM for NPU (static shapes)", None, None)
     try:

@@ -8,26 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import stack
-from .options import check_keys
+from .plugin import NAME
 
-DTYPES = {"fp16": "fp16", "float16": "fp16", "f16": "fp16", "half": "fp16",
-          "fp32": "fp32", "float32": "fp32", "f32": "fp32", "float": "fp32"}
-
-HF_OPTIONS = {
-    "dtype": "weight precision of the IR: fp16 (default) or fp32",
-    "task": "optimum export task (default text-generation-with-past)",
-}
-ONNX_OPTIONS = {"dtype": "weight precision of the IR: fp32 (default) or fp16"}
-
-
-def _dtype(opts: Mapping[str, str], default: str) -> str:
-    value = opts.get("dtype", default).lower()
-    if value not in DTYPES:
-        raise UserError(f"dtype {value!r} is not offered by openvino convert; use fp16 or fp32")
-    return DTYPES[value]
+HF_OPTIONS = (
+    Option("dtype", "dtype", "weight precision of the IR", default="f16", choices=("f16", "f32")),
+    Option("task", "str", "optimum export task", default="text-generation-with-past"),
+)
+ONNX_OPTIONS = (
+    Option("dtype", "dtype", "weight precision of the IR", default="f32", choices=("f32", "f16")),
+)
+#: The shared dtype names as OpenVINO spells them (optimum's --weight-format, the manifest).
+_IR_DTYPE = {"f16": "fp16", "f32": "fp32"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def _hf_config(source: Path) -> dict[str, Any]:
@@ -41,13 +37,14 @@ def _hf_config(source: Path) -> dict[str, Any]:
 
 
 def hf_to_ir(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = check_keys(options, HF_OPTIONS, "convert from hf")
-    dtype = _dtype(opts, "fp16")
-    task = opts.get("task", "text-generation-with-past")
+    opts = parse(HF_OPTIONS, options, backend=NAME, operation="convert from hf")
+    dtype, task = _IR_DTYPE[opts["dtype"]], opts["task"]
     src = Path(source.path)
     cfg = _hf_config(src)
-    if not any((src / n).exists() for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise UserError(f"{src} has no tokenizer files; openvino-genai needs the model's tokenizer next to it")
+    if not any((src / n).exists() for n in TOKENIZER_FILES):
+        raise UserError(f"{src} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; "
+                        f"openvino-genai needs it, so copy the model's tokenizer files (with "
+                        f"tokenizer_config.json) into the checkpoint directory")
     ctx.progress("loading optimum-intel", None, None)
     stack.quiet()
     try:
@@ -113,8 +110,7 @@ def convert_tokenizer(src: Path, output: Path, ctx: Context) -> dict[str, Any]:
 
 
 def onnx_to_ir(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = check_keys(options, ONNX_OPTIONS, "convert from onnx")
-    dtype = _dtype(opts, "fp32")
+    dtype = _IR_DTYPE[parse(ONNX_OPTIONS, options, backend=NAME, operation="convert from onnx")["dtype"]]
     path = Path(source.main_file)
     ctx.progress("converting ONNX to OpenVINO IR", None, None)
     ov = stack.ov()

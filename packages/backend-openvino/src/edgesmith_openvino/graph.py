@@ -49,7 +49,10 @@ class GraphRunner(Runner):
         return ", ".join(f"{n} {p.get_partial_shape()} {p.get_element_type().get_type_name()}"
                          for n, p in self._inputs)
 
-    def _refuse(self) -> UnsupportedError:
+    def _refuse(self) -> UserError:
+        names = {n for n, _ in self._inputs}
+        if {"input_ids", "beam_idx"} <= names:  # a stateful LLM as optimum-intel exports it
+            return stack.missing_tokenizer(self._xml.parent)
         return UnsupportedError(
             f"{self._xml.parent} is a non-generative OpenVINO graph (inputs: {self._describe_inputs()}); "
             f"run it with --input NAME=FILE.npy for each input instead of a prompt"

@@ -8,35 +8,46 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import stack
-from .options import check_keys, flag, number
+from .plugin import NAME
 from .schemes import DATA_AWARE, Plan, plan
 
-WC_OPTIONS = {
-    "all_layers": "true compresses embeddings and the output layer at the primary precision too",
-    "backup_mode": "precision of layers left out of 4-bit: int8_asym (default), int8_sym or none",
-    "subset_size": "calibration samples used by data-aware methods (default 128)",
-    "sensitivity_metric": "how mixed-precision layers are ranked: weight_quantization_error, "
-                          "hessian_input_activation, mean_activation_variance, max_activation_variance, "
-                          "mean_activation_magnitude",
-}
-PTQ_OPTIONS = {
-    "preset": "performance (symmetric, default) or mixed (asymmetric activations)",
-    "subset_size": "calibration samples used (default 300)",
-    "model_type": "transformer enables NNCF's transformer-specific handling",
-    "max_length": "text calibration: tokens per sample (default the model's static sequence length, "
-                  "else 128)",
-    "tokenizer": "text calibration: the tokenizer.json to use (default the one in the IR folder)",
-}
+#: Upper bound of sample and token counts (a sanity bound, far above any real use).
+MAX_COUNT = 1 << 20
+WC_OPTIONS = (
+    Option("all_layers", "bool", "compress embeddings and the output layer at the primary "
+           "precision too (NNCF default: no)"),
+    Option("backup_mode", "choice", "precision of layers left out of the primary one "
+           "(NNCF default int8_asym)",
+           choices=("int8_asym", "int8_sym", "none", "mxfp8_e4m3", "fp8_e4m3")),
+    Option("subset_size", "int", "calibration samples used by data-aware methods", default=128,
+           min=1, max=MAX_COUNT),
+    Option("sensitivity_metric", "choice", "how mixed-precision layers are ranked (data-aware)",
+           choices=("weight_quantization_error", "hessian_input_activation", "mean_activation_variance",
+                    "max_activation_variance", "mean_activation_magnitude")),
+)
+PTQ_OPTIONS = (
+    Option("preset", "choice", "performance: symmetric; mixed: asymmetric activations",
+           default="performance", choices=("performance", "mixed")),
+    Option("subset_size", "int", "calibration samples used", default=300, min=1, max=MAX_COUNT),
+    Option("model_type", "choice", "transformer enables NNCF's transformer-specific handling",
+           choices=("transformer",)),
+    Option("max_length", "int", "text calibration: tokens per sample (default the model's static "
+           "sequence length, else 128)", min=1, max=MAX_COUNT),
+    Option("tokenizer", "str", "text calibration: the tokenizer.json to use, or its folder "
+           "(default the one in the IR folder)"),
+)
 COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
              ctx: Context) -> Artifact:
     p = plan(spec)
-    opts = check_keys(options, PTQ_OPTIONS if p.ptq else WC_OPTIONS, f"quantize ({p.scheme})")
+    opts = parse(PTQ_OPTIONS if p.ptq else WC_OPTIONS, options, backend=NAME,
+                 operation=f"quantize ({p.scheme})")
     xml = stack.ir_file(source)
     ctx.progress(f"reading {xml.name}", None, None)
     model = stack.read_model(xml)
@@ -115,7 +126,7 @@ def _check_group(model: Any, p: Plan) -> None:
         )
 
 
-def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
+def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
               ctx: Context) -> tuple[Any, dict[str, Any]]:
     _check_group(model, p)
     data_aware = p.method in DATA_AWARE or "sensitivity_metric" in opts
@@ -130,21 +141,12 @@ def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, str], src
         kwargs["group_size"] = p.group_size
     if p.ratio is not None:
         kwargs["ratio"] = p.ratio
-    all_layers = flag(opts, "all_layers")
-    if all_layers is not None:
-        kwargs["all_layers"] = all_layers
+    if "all_layers" in opts:
+        kwargs["all_layers"] = opts["all_layers"]
     if "backup_mode" in opts:
-        try:
-            kwargs["backup_mode"] = nncf.BackupMode(opts["backup_mode"].lower())
-        except ValueError:
-            raise UserError(f"backup_mode {opts['backup_mode']!r} is unknown; use "
-                            f"{', '.join(m.value for m in nncf.BackupMode)}") from None
+        kwargs["backup_mode"] = nncf.BackupMode(opts["backup_mode"])
     if "sensitivity_metric" in opts:
-        try:
-            kwargs["sensitivity_metric"] = nncf.SensitivityMetric(opts["sensitivity_metric"].lower())
-        except ValueError:
-            raise UserError(f"sensitivity_metric {opts['sensitivity_metric']!r} is unknown; use "
-                            f"{', '.join(m.value for m in nncf.SensitivityMetric)}") from None
+        kwargs["sensitivity_metric"] = nncf.SensitivityMetric(opts["sensitivity_metric"])
     if p.method:
         kwargs[p.method] = True
     samples = 0
@@ -153,7 +155,7 @@ def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, str], src
         items = text_samples(model, spec.calibration, src_dir)
         samples = len(items)
         kwargs["dataset"] = nncf.Dataset(items)
-        kwargs["subset_size"] = number(opts, "subset_size", int, 128)
+        kwargs["subset_size"] = opts["subset_size"]
     ctx.progress(f"compressing weights to {p.scheme}", None, None)
     try:
         model = nncf.compress_weights(model, **kwargs)
@@ -239,7 +241,7 @@ def array_samples(model: Any, calibration: Path) -> list[dict[str, Any]]:
     return items
 
 
-def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
+def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
          ctx: Context) -> tuple[Any, dict[str, Any]]:
     if stack.is_llm(src_dir):
         raise UnsupportedError("int8_ptq is for encoder and vision IR; compress a language model's "
@@ -265,16 +267,11 @@ def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, str], src_dir: Path,
                             f"--calibration FILE.txt")
         ctx.progress("reading calibration arrays", None, None)
         items = array_samples(model, cal)
-    kwargs: dict[str, Any] = {"subset_size": number(opts, "subset_size", int, 300)}
-    preset = opts.get("preset", "performance").lower()
-    try:
-        kwargs["preset"] = nncf.QuantizationPreset(preset)
-    except ValueError:
-        raise UserError(f"preset {preset!r} is unknown; use performance or mixed") from None
+    preset = opts["preset"]
+    kwargs: dict[str, Any] = {"subset_size": opts["subset_size"],
+                              "preset": nncf.QuantizationPreset(preset)}
     if "model_type" in opts:
-        if opts["model_type"].lower() != "transformer":
-            raise UserError(f"model_type {opts['model_type']!r} is unknown; the only value is transformer")
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+        kwargs["model_type"] = nncf.ModelType(opts["model_type"])
     ctx.progress(f"quantizing weights and activations to INT8 ({len(items)} samples)", None, None)
     try:
         model = nncf.quantize(model, nncf.Dataset(items), **kwargs)

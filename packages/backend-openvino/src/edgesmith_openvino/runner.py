@@ -13,20 +13,23 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import stack
-from .options import check_keys
+from .plugin import NAME
 
-RUN_OPTIONS = {"device": "device to run on: cpu (default, or the device a compiled output was made for), "
-                         "gpu, npu or auto"}
+RUN_OPTIONS = (
+    Option("device", "choice", "device to run on (default cpu, or the device a compiled output "
+           "was made for)", choices=("cpu", "gpu", "npu", "auto")),
+)
 COMPILED_INFO = "openvino_compiled.json"
 _DONE = object()
 
 
 def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner:
-    opts = check_keys(options, RUN_OPTIONS, "run")
+    opts = parse(RUN_OPTIONS, options, backend=NAME, operation="run")
     directory = Path(artifact.path)
     compiled = read_compiled(directory)
     device = (opts.get("device") or compiled.get("device") or "cpu").upper()
@@ -44,6 +47,8 @@ def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner
         check_device(stack.core(), device)
         blob = directory / compiled["blob"] if same and compiled.get("blob") else None
         return GraphRunner(xml, device, props, blob if blob is not None and blob.is_file() else None)
+    if not (directory / stack.TOKENIZER_IR[1]).is_file():
+        raise stack.missing_tokenizer(directory)
     return OpenVINORunner(directory, device, props, compiled if same else {})
 
 

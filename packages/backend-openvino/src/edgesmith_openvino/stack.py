@@ -101,9 +101,21 @@ def ir_file(artifact: Any) -> Path:
     return models[0]
 
 
+#: The tokenizer and detokenizer openvino-genai needs beside a language model's IR.
+TOKENIZER_IR = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
+
+
 def is_llm(directory: Path) -> bool:
     """An IR folder openvino-genai can run: a model plus converted tokenizer."""
-    return (directory / "openvino_model.xml").exists() and (directory / "openvino_tokenizer.xml").exists()
+    return (directory / "openvino_model.xml").exists() and (directory / TOKENIZER_IR[0]).exists()
+
+
+def missing_tokenizer(directory: Path) -> UserError:
+    """The error for a language-model IR folder without its converted tokenizer."""
+    missing = [n for n in TOKENIZER_IR if not (directory / n).is_file()]
+    return UserError(f"{directory} is a language model without its tokenizer ({', '.join(missing)} "
+                     f"missing); copy them back or convert the Hugging Face checkpoint again with "
+                     f"`edgesmith convert --to openvino`, which writes them")
 
 
 SIDE_FILES = ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino_detokenizer.xml",

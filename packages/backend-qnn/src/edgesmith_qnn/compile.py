@@ -8,32 +8,35 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UserError
+from edgesmith.options import Option, merge, parse
 from edgesmith.types import Artifact, Context
 
-from . import ep, graph
-from .options import check_keys, flag
+from . import ep, graph, hub
+from .options import CPU_FALLBACK, MASK_VALUE, NAME, SHAPE, TARGET
+
+COMPILE_OPTIONS = merge(
+    (SHAPE, *TARGET, CPU_FALLBACK,
+     Option("embed", "bool", "embed the QNN context binary in model.onnx", default=False), MASK_VALUE),
+    hub.HUB_COMPILE_OPTIONS,
+)
 
 
 def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = check_keys("compile", options)
+    opts = parse(COMPILE_OPTIONS, options, backend=NAME, operation="compile")
     if "hub_device" in opts:
-        from .hub import compile_on_hub
-
-        return compile_on_hub(source, opts, output, ctx)
-    stray = sorted(k for k in opts if k.startswith("hub_"))
+        return hub.compile_on_hub(source, opts, output, ctx)
+    stray = [o.name for o in hub.HUB_COMPILE_OPTIONS if opts.get(o.name)]
     if stray:
         raise UserError(f"option(s) {', '.join(stray)} apply to Qualcomm AI Hub jobs only; "
                         f"add --option hub_device=NAME or drop them")
-    ep.provider_options(opts)  # validate target settings before any work
-    cpu_fallback = flag(opts, "cpu_fallback", False)
-    embed = flag(opts, "embed", False)
+    cpu_fallback, embed = opts["cpu_fallback"], opts["embed"]
     ctx.progress("reading model", None, None)
     path, model, facts = graph.prepare(source, opts)
     quantized = graph.is_qdq(model)
     ep.require_float_target(path, model, opts)
     source_nodes = len(model.graph.node)
     dest = output / graph.MODEL_NAME
-    limit = graph.mask_value(opts)
+    limit = abs(opts["mask_value"])
     rewrites: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
         if quantized:
@@ -61,9 +64,7 @@ def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx:
         "device": "npu",
         "qnn_backend": "htp",
         "qnn_sdk_version": getattr(onnxruntime_qnn.build_and_package_info, "qnn_version", None),
-        "soc_model": opts.get("soc_model", "default"),
-        "htp_arch": opts.get("htp_arch", "default"),
-        "htp_performance_mode": opts.get("htp_performance_mode", "default"),
+        **{o.name: str(opts.get(o.name, "default")) for o in TARGET},
         "precision": "qdq" if quantized else "fp16 (float graph run in fp16 on the HTP)",
         "cpu_fallback": cpu_fallback,
         "context_embedded": embed,

@@ -6,14 +6,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edgesmith.errors import UserError
+from edgesmith.options import parse
 from edgesmith.types import Artifact, Context
 
 from . import graph
-from .options import check_keys
+from .options import NAME, SHAPE
+
+CONVERT_OPTIONS = (SHAPE,)
 
 
 def fix_static(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = check_keys("convert", options)
+    opts = parse(CONVERT_OPTIONS, options, backend=NAME, operation="convert")
     if not opts.get("shape"):
         raise UserError("qnn convert fixes dynamic input shapes; say which with "
                         "--option shape=NAME:1x128 (one NAME:DIMS per input, comma separated)")

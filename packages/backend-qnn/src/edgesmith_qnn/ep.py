@@ -18,8 +18,6 @@ from typing import Any
 from edgesmith.errors import BackendError, UserError
 
 EP_NAME = "QNNExecutionProvider"
-#: Hexagon (HTP) architecture versions the QNN SDK targets (v68 ... v81).
-HTP_ARCHS = ("68", "69", "73", "75", "79", "81")
 _FALLBACK_MSG = "fallback to CPU EP has been explicitly disabled"
 
 
@@ -49,9 +47,9 @@ def qnn_devices(rt: Any) -> list[Any]:
     return devs
 
 
-def provider_options(opts: Mapping[str, str]) -> dict[str, str]:
-    """QNN EP options for the HTP backend from edgesmith option keys."""
-    from .options import PERFORMANCE_MODES
+def provider_options(opts: Mapping[str, Any]) -> dict[str, str]:
+    """QNN EP options for the HTP backend from the parsed target options."""
+    from .options import TARGET
 
     po = {
         "backend_type": "htp",
@@ -59,28 +57,13 @@ def provider_options(opts: Mapping[str, str]) -> dict[str, str]:
         # outputs; otherwise they are left to the CPU EP (and count as fallback).
         "offload_graph_io_quantization": "0",
     }
-    mode = opts.get("htp_performance_mode")
-    if mode:
-        if mode not in PERFORMANCE_MODES:
-            raise UserError(f"htp_performance_mode={mode} is not known; use one of "
-                            f"{', '.join(PERFORMANCE_MODES)}")
-        po["htp_performance_mode"] = mode
-    for key in ("soc_model", "htp_arch"):
-        value = opts.get(key)
-        if value:
-            if not value.isdigit():
-                hint = "60 (SM8650)" if key == "soc_model" else "73 (v73)"
-                raise UserError(f"{key}={value} must be a number, e.g. {key}={hint.split()[0]}; "
-                                f"see docs/backends/qnn.md")
-            if key == "htp_arch" and value not in HTP_ARCHS:
-                # The EP accepts any number here and silently builds for it.
-                raise UserError(f"htp_arch={value} is not a known Hexagon architecture; use one of "
-                                f"{', '.join(HTP_ARCHS)}")
-            po[key] = value
+    for spec in TARGET:
+        if opts.get(spec.name) is not None:
+            po[spec.name] = str(opts[spec.name])
     return po
 
 
-def session(path: Path, opts: Mapping[str, str], *, cpu_fallback: bool,
+def session(path: Path, opts: Mapping[str, Any], *, cpu_fallback: bool,
             config: Mapping[str, str] | None = None, threads: int | None = None) -> Any:
     """An InferenceSession for ``path`` on the QNN EP (HTP)."""
     rt = ort()
@@ -106,13 +89,13 @@ def session(path: Path, opts: Mapping[str, str], *, cpu_fallback: bool,
         raise BackendError(f"the QNN EP could not load {path.name}: {msg}") from None
 
 
-def timed_session(path: Path, opts: Mapping[str, str], **kw: Any) -> tuple[Any, float]:
+def timed_session(path: Path, opts: Mapping[str, Any], **kw: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     s = session(path, opts, **kw)
     return s, time.perf_counter() - t0
 
 
-def generate_context(src: Path, dest: Path, opts: Mapping[str, str], *, cpu_fallback: bool,
+def generate_context(src: Path, dest: Path, opts: Mapping[str, Any], *, cpu_fallback: bool,
                      embed: bool = False) -> float:
     """Write an EPContext model at ``dest`` (+ ``<stem>_qnn.bin`` unless embedded).
 
@@ -148,7 +131,7 @@ def placement_of_context(ctx_model: Any, source_nodes: int) -> dict[str, Any]:
     }
 
 
-def placement(path: Path, opts: Mapping[str, str]) -> dict[str, Any]:
+def placement(path: Path, opts: Mapping[str, Any]) -> dict[str, Any]:
     """Placement report for ``path``: compile it with CPU fallback allowed into a
     scratch directory and see which nodes stayed outside the QNN partitions."""
     from . import graph
@@ -160,7 +143,7 @@ def placement(path: Path, opts: Mapping[str, str]) -> dict[str, Any]:
         return placement_of_context(graph.load(dest, weights=False), source_nodes)
 
 
-def require_float_target(path: Path, model: Any, opts: Mapping[str, str]) -> None:
+def require_float_target(path: Path, model: Any, opts: Mapping[str, Any]) -> None:
     """Float graphs run in fp16 on the HTP, which the QNN EP only sets up for a
     named SoC; without one the simulator fails to finalize the graph."""
     from . import graph
@@ -170,7 +153,7 @@ def require_float_target(path: Path, model: Any, opts: Mapping[str, str]) -> Non
                         f"SoC; pass --option soc_model=N (e.g. 60) or quantize it first")
 
 
-def _fallback_error(path: Path, opts: Mapping[str, str]) -> str:
+def _fallback_error(path: Path, opts: Mapping[str, Any]) -> str:
     try:
         rep = placement(path, opts)
         ops = ", ".join(f"{op} x{n}" for op, n in rep["cpu_ops"].items()) or "unknown ops"

@@ -115,16 +115,16 @@ def require_static(model: Any) -> None:
                 f"pass --option shape={vi.name}:{example} (sizes of your choice)")
 
 
-def prepare(source: Artifact, options: Mapping[str, str]) -> tuple[Path, Any, dict[str, Any]]:
+def prepare(source: Artifact, options: Mapping[str, Any]) -> tuple[Path, Any, dict[str, Any]]:
     """Load ``source``, fix its shapes from the ``shape`` option and check they are static."""
     from .options import parse_shapes
 
+    shapes = parse_shapes(options.get("shape"))
     path = model_file(source)
     model = load(path)
     if has_epcontext(model):
         raise UserError(f"{path} is already a compiled EPContext model; give the QDQ or float "
                         f"ONNX model it was compiled from")
-    shapes = parse_shapes(options.get("shape"))
     named = fix_shapes(model, shapes)
     require_static(model)
     facts = {"input_shapes": input_shapes(model)}
@@ -310,14 +310,3 @@ def simplify_for_htp(model: Any, work: Path, mask_value: float) -> tuple[Path, d
     }
     save(slim, folded)
     return folded, rewrites
-
-
-def mask_value(opts: Mapping[str, str]) -> float:
-    raw = opts.get("mask_value", "-100")
-    try:
-        value = abs(float(raw))
-    except ValueError:
-        raise UserError(f"mask_value={raw} is not a number; e.g. mask_value=-100") from None
-    if not 1 <= value < 1e9:
-        raise UserError(f"mask_value={raw} must be between -1 and -1e9 (default -100)")
-    return value

@@ -29,10 +29,11 @@ from typing import Any
 import attrs
 
 from edgesmith.errors import BackendError, EdgesmithError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, Timings
 
 from . import graph
-from .options import flag, integer
+from .options import NAME
 
 #: AI Hub's target runtime for an ONNX model whose graph is a QNN context
 #: binary behind EPContext nodes: the same shape as a local `compile --device npu`.
@@ -48,7 +49,21 @@ CONFIGURE_HINT = (f"run `qai-hub configure --api_token YOUR_TOKEN` (token from y
 POLL_S = 10.0
 #: Compile options that describe the local HTP target; on AI Hub the device decides.
 LOCAL_ONLY = ("soc_model", "htp_arch", "htp_performance_mode", "cpu_fallback", "embed")
-HUB_KEYS = ("hub_device", "hub_os", "hub_options", "hub_profile", "hub_timeout")
+#: Longest wait for a job accepted by hub_timeout (seconds).
+MAX_TIMEOUT_S = 7 * 24 * 3600
+#: What :func:`profile` takes; compile takes these too.
+PROFILE_OPTIONS = (
+    Option("hub_os", "str", "device OS version, or an interval such as [14,) (default: newest)"),
+    Option("hub_options", "str", "extra AI Hub job flags (--target_runtime is fixed)"),
+    Option("hub_timeout", "int", "seconds to wait for each job (default: no limit)",
+           min=1, max=MAX_TIMEOUT_S),
+)
+#: `compile --device npu` settings for an AI Hub job (hub_device selects the hub path).
+HUB_COMPILE_OPTIONS = (
+    Option("hub_device", "str", "compile on Qualcomm AI Hub for this device name"),
+    *PROFILE_OPTIONS,
+    Option("hub_profile", "bool", "also profile the compiled model on the device", default=False),
+)
 PROFILE_JSON = "hub_profile.json"
 
 Progress = Callable[[str, float | None, float | None], None]
@@ -321,18 +336,19 @@ def _options(required: str, extra: str) -> str:
     return f"{required} {extra}".strip()
 
 
-def compile_on_hub(source: Artifact, opts: Mapping[str, str], output: Path, ctx: Context, *,
+def compile_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context, *,
                    client: Any = None, poll_s: float = POLL_S,
                    sleep: Callable[[float], None] = time.sleep) -> Artifact:
     """`compile --device npu --option hub_device=NAME`: an AI Hub compile job for
-    that device, its target model downloaded into ``output``."""
-    local = [k for k in LOCAL_ONLY if k in opts]
+    that device, its target model downloaded into ``output``. ``opts`` are the
+    compile options as parsed by ``edgesmith_qnn.compile``."""
+    local = [k for k in LOCAL_ONLY if opts.get(k)]  # set, and not to the default (off)
     if local:
         raise UserError(f"option(s) {', '.join(local)} describe the local HTP target and do not "
                         f"apply with hub_device (the AI Hub device decides); drop them")
     options = _options(f"--target_runtime {TARGET_RUNTIME}", opts.get("hub_options", ""))
-    timeout = integer(opts, "hub_timeout", None)
-    want_profile = flag(opts, "hub_profile", False)
+    timeout = opts.get("hub_timeout")
+    want_profile = opts.get("hub_profile", False)
     ctx.progress("reading model", None, None)
     path, model, facts = graph.prepare(source, opts)
     quantized = graph.is_qdq(model)
@@ -459,11 +475,7 @@ def profile(artifact: Artifact | str | Path, device: str | None = None, *,
     """
     from edgesmith import formats
 
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - {"hub_os", "hub_options", "hub_timeout"})
-    if unknown:
-        raise UserError(f"unknown qnn hub profile option(s) {', '.join(unknown)}; "
-                        f"known: hub_os, hub_options, hub_timeout")
+    opts = parse(PROFILE_OPTIONS, options, backend=NAME, operation="hub profile")
     report = progress or (lambda *_a: None)
     art = artifact if isinstance(artifact, Artifact) else formats.detect(artifact)
     if art.format not in ("qnn", "onnx"):
@@ -474,7 +486,7 @@ def profile(artifact: Artifact | str | Path, device: str | None = None, *,
     if not name:
         raise UserError("no AI Hub device given and the model was not compiled on AI Hub; pass "
                         "device='NAME' (e.g. 'Samsung Galaxy S24 (Family)')")
-    timeout = integer(opts, "hub_timeout", None)
+    timeout = opts.get("hub_timeout")
     client = connect(client)
     dev, facts = resolve_device(client, name, opts.get("hub_os", ""))
     with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-hub-") as tmp:

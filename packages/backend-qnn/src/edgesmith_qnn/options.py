@@ -1,69 +1,34 @@
-"""Parsing ``--option KEY=VALUE`` settings for each operation."""
+"""The ``-O KEY=VALUE`` settings the qnn operations share, and the ``shape`` syntax."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from edgesmith.errors import UserError
+from edgesmith.options import Option
 
-#: Option keys each operation accepts (``shape`` everywhere: the NPU needs static shapes).
-KNOWN = {
-    "convert": ("shape",),
-    "quantize": ("shape", "per_channel", "calibrate_method", "samples", "tokenizer",
-                 "keep_activations", "placement", "mask_value"),
-    "compile": ("shape", "soc_model", "htp_arch", "htp_performance_mode", "cpu_fallback",
-                "embed", "mask_value",
-                # Qualcomm AI Hub (hub.py): compile on the service for a real device.
-                "hub_device", "hub_os", "hub_options", "hub_profile", "hub_timeout"),
-    "run": ("cpu_fallback", "soc_model", "htp_arch", "htp_performance_mode"),
-}
+NAME = "qnn"
+#: Largest count accepted for sample counts (a sanity bound).
+MAX_COUNT = 1 << 20
 
 PERFORMANCE_MODES = ("default", "burst", "balanced", "high_performance", "high_power_saver",
                      "low_balanced", "low_power_saver", "power_saver", "extreme_power_saver",
                      "sustained_high_performance")
+#: Hexagon (HTP) architecture versions the QNN SDK targets (v68 ... v81).
+HTP_ARCHS = ("68", "69", "73", "75", "79", "81")
 
-
-def check_keys(op: str, options: Mapping[str, str]) -> dict[str, str]:
-    """Options for ``op`` as a plain dict; unknown keys are a UserError.
-
-    ``dtype`` is a named flag the core may pass to every convert; it has no
-    meaning for ONNX graphs here, so only its absence or ``auto`` is accepted.
-    """
-    opts = {str(k): str(v) for k, v in (options or {}).items()}
-    dtype = opts.pop("dtype", None)
-    if dtype not in (None, "", "auto", "None"):
-        raise UserError(f"qnn {op} does not change weight dtypes (got dtype={dtype}); "
-                        f"use `edgesmith quantize` for QDQ quantization")
-    unknown = sorted(set(opts) - set(KNOWN[op]))
-    if unknown:
-        raise UserError(f"unknown qnn {op} option(s) {', '.join(unknown)}; "
-                        f"known: {', '.join(KNOWN[op])}")
-    return opts
-
-
-def flag(opts: Mapping[str, str], key: str, default: bool) -> bool:
-    value = opts.get(key)
-    if value is None:
-        return default
-    low = value.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise UserError(f"option {key}={value} is not a yes/no value; use {key}=1 or {key}=0")
-
-
-def integer(opts: Mapping[str, str], key: str, default: int | None) -> int | None:
-    value = opts.get(key)
-    if value is None:
-        return default
-    try:
-        n = int(value)
-    except ValueError:
-        raise UserError(f"option {key}={value} is not a whole number; e.g. {key}=16") from None
-    if n < 1:
-        raise UserError(f"option {key}={value} must be at least 1")
-    return n
+# The settings several operations share; each operation module lists its own tuple.
+SHAPE = Option("shape", "str", "static input sizes NAME:DIMxDIM[,NAME:DIMxDIM] (the NPU needs "
+               "static shapes)")
+MASK_VALUE = Option("mask_value", "float", "what -inf and huge mask constants become",
+                    default=-100.0, min=-1e9, max=-1)
+SOC_MODEL = Option("soc_model", "int", "Qualcomm SoC id of the HTP target, e.g. 60 (SM8650); "
+                   "needed for float graphs", min=1, max=9999)
+HTP_ARCH = Option("htp_arch", "choice", "Hexagon architecture of the HTP target", choices=HTP_ARCHS)
+HTP_PERFORMANCE_MODE = Option("htp_performance_mode", "choice", "HTP performance profile",
+                              choices=PERFORMANCE_MODES)
+CPU_FALLBACK = Option("cpu_fallback", "bool", "let nodes the HTP cannot take run on the CPU",
+                      default=False)
+#: The local HTP target, as the QNN EP's provider options take it.
+TARGET = (SOC_MODEL, HTP_ARCH, HTP_PERFORMANCE_MODE)
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:

@@ -12,6 +12,7 @@ from edgesmith.hookspecs import hookimpl
 from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
 
 from . import __version__
+from .options import NAME
 from .schemes import SCHEMES
 
 
@@ -32,7 +33,7 @@ def _check() -> str | None:
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
-        name="qnn",
+        name=NAME,
         version=__version__,
         summary="Qualcomm QNN via the onnxruntime-qnn EP: QDQ quantization, HTP context binaries, HTP runs",
         converts=[("onnx", "onnx")],

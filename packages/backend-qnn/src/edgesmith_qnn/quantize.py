@@ -9,23 +9,40 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UserError
+from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import calibration, graph
-from .options import check_keys, flag, integer
-from .schemes import plan
+from .options import MASK_VALUE, MAX_COUNT, NAME, SHAPE
+from .schemes import CALIBRATE_METHODS, plan
+
+QUANTIZE_OPTIONS = (
+    SHAPE,
+    Option("per_channel", "bool", "per-channel weight scales for Conv/ConvTranspose", default=True),
+    Option("calibrate_method", "choice", "how activation ranges are calibrated (default: --method, "
+           "else minmax)", choices=CALIBRATE_METHODS),
+    Option("samples", "int", "cap on calibration samples (default: all; 64 text lines; 8 synthetic)",
+           min=1, max=MAX_COUNT),
+    Option("tokenizer", "str", "tokenizer.json (or its folder) for text calibration (default: the "
+           "one beside the model)"),
+    Option("keep_activations", "bool", "keep Relu/Clip in the graph (their clamp matters on the HTP)",
+           default=True),
+    Option("placement", "bool", "add a placement report (one more HTP graph preparation)",
+           default=True),
+    MASK_VALUE,
+)
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
              ctx: Context) -> Artifact:
-    opts = check_keys("quantize", options)
+    opts = parse(QUANTIZE_OPTIONS, options, backend=NAME, operation="quantize")
     p = plan(spec, opts.get("calibrate_method"))
     ctx.progress("reading model", None, None)
     path, model, facts = graph.prepare(source, opts)
     if graph.is_qdq(model) and not getattr(ctx, "allow_requantize", False):
         raise UserError(f"{path} already holds QuantizeLinear/DequantizeLinear nodes; quantize the "
                         f"float model instead, or pass --allow-requantize")
-    limit = graph.mask_value(opts)
+    limit = abs(opts["mask_value"])
     specs = calibration.input_specs(model)
     samples, calib = _samples(spec, opts, path, model, specs)
     ctx.progress("calibrating", 0, len(samples))
@@ -36,7 +53,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
     # The quantizer logs advice through the root logger; keep the CLI quiet.
     logging.getLogger().setLevel(logging.ERROR)
     act_type, weight_type = p.quant_types()
-    per_channel = flag(opts, "per_channel", True)
+    per_channel = opts["per_channel"]
     with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
         ctx.progress("folding constants", None, None)
         folded, rewrites = graph.simplify_for_htp(model, Path(tmp), limit)
@@ -51,7 +68,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
             # The QNN EP drops Q/DQ pairs around Relu/Clip when it maps the
             # graph; removing those activations here loses their clamp on the
             # HTP (seen on the simulator), so keep them in the graph.
-            keep_removable_activations=flag(opts, "keep_activations", True),
+            keep_removable_activations=opts["keep_activations"],
             init_overrides=_int4_overrides(graph.load(src)) if p.weight_bits == 4 else None,
         )
         try:
@@ -73,7 +90,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
         **facts,
         "side_files": side,
     }
-    if flag(opts, "placement", True):
+    if opts["placement"]:
         ctx.progress("checking placement on the HTP", None, None)
         from .ep import placement
 
@@ -81,9 +98,9 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
     return Artifact(path=output, format="qnn", entry=graph.MODEL_NAME, details=details)
 
 
-def _samples(spec: QuantSpec, opts: Mapping[str, str], path: Path, model: Any,
+def _samples(spec: QuantSpec, opts: Mapping[str, Any], path: Path, model: Any,
              specs: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    limit = integer(opts, "samples", None)
+    limit = opts.get("samples")
     cal = spec.calibration
     if cal is not None:
         cal = Path(cal)

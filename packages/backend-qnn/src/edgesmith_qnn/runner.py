@@ -16,18 +16,21 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.options import parse
 from edgesmith.runner import Runner, peak_rss_mb
 from edgesmith.types import RunRequest
 
 from . import ep, graph
-from .options import check_keys, flag
+from .options import CPU_FALLBACK, NAME, TARGET
+
+RUN_OPTIONS = (CPU_FALLBACK, *TARGET)
 
 
 class QnnRunner(Runner):
     def __init__(self, path: Path, options: Mapping[str, str], threads: int | None = None):
-        opts = check_keys("run", options)
+        opts = parse(RUN_OPTIONS, options, backend=NAME, operation="run")
         self.path = path
-        self.cpu_fallback = flag(opts, "cpu_fallback", False)
+        self.cpu_fallback = opts["cpu_fallback"]
         ep.require_float_target(path, graph.load(path, weights=False), opts)
         self.session = ep.session(path, opts, cpu_fallback=self.cpu_fallback, threads=threads)
         self.providers = self.session.get_providers()

@@ -21,6 +21,7 @@ from .plugins import BackendRecord, get_manager
 from .runner import Runner
 from .types import DEVICES, FORMATS, Artifact, Context, QuantSpec, RunRequest, RunResult
 from .util import library_versions
+from .weights import check_safetensors
 
 log = logging.getLogger("edgesmith")
 
@@ -62,6 +63,8 @@ def _context(**kw: Any) -> Context:
 def _source(path: str | Path, allow_pickle: bool) -> Artifact:
     art = formats.detect(path)
     formats.check_pickle(art, allow_pickle)
+    if art.format in ("hf", "mlx") and art.path.is_dir():
+        check_safetensors(art.path)
     return art
 
 
@@ -83,7 +86,7 @@ def _produce(
     assert info is not None
     final = Path(output)
     parent = parent_record(source.path, source.format)
-    with atomic_output(final, ctx.force) as tmp:
+    with atomic_output(final, ctx.force, [source.path]) as tmp:
         t0 = time.perf_counter()
         result = manager.call(f"edgesmith_{op}", choice.name, source=source, output=tmp, ctx=ctx,
                               **hook_kwargs)
@@ -131,8 +134,8 @@ def convert(
     """Convert ``source`` to format ``to`` (hf, gguf, onnx, openvino, mlx, qnn) in ``output``."""
     if to not in FORMATS:
         raise UserError(f"unknown format {to!r}; choose one of {', '.join(FORMATS)}")
-    check_output(Path(output), force)
     art = _source(source, allow_pickle)
+    check_output(Path(output), force, [art.path])
     opts = dict(options or {})
     if dtype:
         opts["dtype"] = dtype
@@ -174,8 +177,8 @@ def quantize(
                           activation_bits=activation_bits, ratio=ratio, calibration=calibration,
                           scheme=scheme)
     _validate_spec(spec)
-    check_output(Path(output), force)
     art = _source(source, allow_pickle)
+    check_output(Path(output), force, [art.path])
     wanted = spec.native
 
     def accepts(info: Any) -> bool:
@@ -242,8 +245,8 @@ def compile(  # noqa: A001 - mirrors the CLI command name
     device = device.lower()
     if device not in DEVICES:
         raise UserError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    check_output(Path(output), force)
     art = _source(source, allow_pickle)
+    check_output(Path(output), force, [art.path])
     manager = get_manager()
     try:
         choice = choose(manager, "compile", art.format, backend=backend,

@@ -7,14 +7,16 @@ User errors print one line ``edgesmith: error: ...`` and exit 2; ``--debug``
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -32,7 +34,26 @@ def _debug() -> bool:
 
 
 class _Group(click.Group):
-    """Turns edgesmith errors into one line and the right exit code."""
+    """Turns every error into one line and the right exit code.
+
+    User errors (edgesmith's and click's usage errors) exit 2; ``--debug``
+    adds the traceback but keeps the exit code.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            _fail(exc, f"{_one_line(exc.format_message())}{hint}", 2)
+        except click.ClickException as exc:
+            _fail(exc, _one_line(exc.format_message()), exc.exit_code)
+        except click.Abort as exc:
+            _fail(exc, "interrupted; no output was left behind", 130, prefix="edgesmith: ")
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         global _DEBUG_FLAG
@@ -40,23 +61,36 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EdgesmithError as exc:
-            if _debug():
-                raise
-            click.echo(f"edgesmith: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            if _debug():
-                raise
-            click.echo("edgesmith: interrupted; no output was left behind", err=True)
-            sys.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            _fail(exc, str(exc), exc.exit_code)
+        except KeyboardInterrupt as exc:
+            _fail(exc, "interrupted; no output was left behind", 130, prefix="edgesmith: ")
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                _fail(exc, f"no space left on the device ({exc.filename or 'writing output'}); free some "
+                           f"space or write elsewhere", 2)
+            _internal(exc)
+        except RecursionError as exc:
+            _fail(exc, "the input is nested too deeply to read; check the file", 2)
         except Exception as exc:
-            if _debug():
-                raise
-            click.echo(f"edgesmith: internal error: {type(exc).__name__}: {exc} "
-                       f"(rerun with --debug for the traceback)", err=True)
-            sys.exit(1)
+            _internal(exc)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _fail(exc: BaseException, message: str, code: int, prefix: str = "edgesmith: error: ") -> NoReturn:
+    if _debug():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    click.echo(f"{prefix}{_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _internal(exc: Exception) -> NoReturn:
+    _fail(exc, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1,
+          prefix="edgesmith: ")
 
 
 def _setup_logging() -> None:
@@ -528,6 +562,17 @@ def _add_optional_commands() -> None:
 
     for command in (*measure_commands, optimize, serve):
         main.add_command(command)
+    # `--debug` is accepted after the subcommand too (`edgesmith convert ... --debug`).
+    for command in main.commands.values():
+        command.params.append(click.Option(["--debug"], is_flag=True, expose_value=False,
+                                           is_eager=True, callback=_set_debug,
+                                           help="Show tracebacks (the exit code stays the same)."))
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    global _DEBUG_FLAG
+    if value:
+        _DEBUG_FLAG = True
 
 
 _add_optional_commands()

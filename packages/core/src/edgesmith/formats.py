@@ -1,14 +1,13 @@
 """Recognising model formats on disk and describing them (``edgesmith inspect``).
 
 Only light, optional readers are used: JSON and safetensors headers by hand,
-the ``gguf`` package for GGUF, ``xml.etree`` for OpenVINO IR, and the
+a direct parser for GGUF (:mod:`edgesmith.gguffile`), ``xml.etree`` for OpenVINO IR, and the
 ``onnx`` package when it is installed. No vendor runtime is imported.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -18,8 +17,8 @@ from .errors import UserError
 from .manifest import MANIFEST_NAME, read_manifest
 from .types import FORMATS, Artifact
 from .util import dir_size
+from .weights import PICKLE_SUFFIXES, HeaderError, looks_like_pickle, read_header, safe_weights
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -89,14 +88,10 @@ def _safetensors_format(directory: Path) -> str | None:
     if not files:
         return None
     try:
-        with open(files[0], "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100 << 20:
-                return None
-            meta = json.loads(f.read(n)).get("__metadata__") or {}
-    except (OSError, ValueError, struct.error):
+        meta = read_header(files[0])[0].get("__metadata__") or {}
+    except (OSError, HeaderError):
         return None
-    return meta.get("format")
+    return meta.get("format") if isinstance(meta, dict) else None
 
 
 def _magic(path: Path, n: int) -> bytes:
@@ -137,23 +132,21 @@ def pickle_files(path: Path) -> list[Path]:
         p for p in path.iterdir()
         if p.suffix.lower() in PICKLE_SUFFIXES and p.name not in ("openvino_model.bin",)
         and not p.name.endswith(".onnx.data") and not (p.with_suffix(".xml")).exists()
-        and _looks_like_pickle(p)
+        and looks_like_pickle(p)
     )
 
 
-def _looks_like_pickle(path: Path) -> bool:
-    head = _magic(path, 4)
-    # torch.save writes a zip (PK..) or a raw pickle (0x80 protocol byte).
-    return head[:2] == b"PK" or head[:1] == b"\x80"
-
-
 def check_pickle(art: Artifact, allow_pickle: bool) -> None:
-    """Refuse a Hugging Face checkpoint whose weights are only pickle files."""
+    """Refuse a Hugging Face checkpoint whose loader would read pickle weights.
+
+    What counts is what transformers loads: ``model.safetensors`` (or a complete
+    safetensors index) wins over pickle files; any other ``*.safetensors`` file
+    (an adapter, a consolidated copy) does not make the checkpoint safe.
+    """
     if art.format != "hf" or allow_pickle:
         return
-    has_safe = any(art.path.glob("*.safetensors"))
     pickles = pickle_files(art.path)
-    if pickles and not has_safe:
+    if pickles and not safe_weights(art.path):
         raise UserError(
             f"{art.path} stores its weights as pickle ({pickles[0].name}), which can run code when "
             f"loaded; convert it to safetensors or pass --allow-pickle if you trust its source"
@@ -187,24 +180,34 @@ def inspect_artifact(art: Artifact) -> dict[str, Any]:
 
 
 def safetensors_summary(directory: Path) -> dict[str, Any]:
-    """Parameter count and dtypes from safetensors headers (no weights read)."""
+    """Parameter count and dtypes from safetensors headers (no weights read); a
+    file shorter than its header says is listed under ``warnings``."""
     params = 0
     dtypes: Counter[str] = Counter()
+    warnings: list[str] = []
     files = sorted(Path(directory).glob("*.safetensors"))
     for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
+        try:
+            header, wanted, present = read_header(f)
+        except HeaderError as exc:
+            raise UserError(f"{f} is not a readable safetensors file ({exc}); re-download or "
+                            f"re-export it") from None
+        if present < wanted:
+            warnings.append(f"{f.name} is truncated: its header describes {wanted} bytes of weights, "
+                            f"the file holds {present}")
         for name, t in header.items():
             if name == "__metadata__":
                 continue
             count = 1
             for d in t["shape"]:
-                count *= d
+                count *= int(d)
             params += count
             dtypes[t["dtype"]] += count
-    return {"weight_files": [f.name for f in files], "tensor_elements": params,
-            "dtypes": dict(dtypes)}
+    out: dict[str, Any] = {"weight_files": [f.name for f in files], "tensor_elements": params,
+                           "dtypes": dict(dtypes)}
+    if warnings:
+        out["warnings"] = warnings
+    return out
 
 
 def _tokenizer_facts(directory: Path) -> dict[str, Any]:
@@ -234,6 +237,8 @@ def _inspect_hf(art: Artifact) -> dict[str, Any]:
         "weight_files": st["weight_files"],
         "pickle_files": [p.name for p in pickle_files(d)],
     }
+    if st.get("warnings"):
+        out["warnings"] = st["warnings"]
     out.update(_tokenizer_facts(d))
     return out
 
@@ -248,43 +253,37 @@ def _inspect_mlx(art: Artifact) -> dict[str, Any]:
 
 
 def _inspect_gguf(art: Artifact) -> dict[str, Any]:
-    try:
-        from gguf import GGUFReader, LlamaFileType
-    except ImportError:  # pragma: no cover - gguf is a core dependency
-        return {"note": "install the gguf package to read GGUF metadata"}
-    try:
-        reader = GGUFReader(str(art.main_file), "r")
-    except Exception as exc:
-        raise UserError(f"{art.main_file} is not a readable GGUF file ({exc}); re-create or re-download it") from None
+    from gguf import GGMLQuantizationType, LlamaFileType
 
-    def field(key: str) -> Any:
-        f = reader.fields.get(key)
-        if f is None:
-            return None
-        try:
-            return f.contents()
-        except Exception:
-            return None
+    from . import gguffile
 
-    arch = field("general.architecture")
-    ftype = field("general.file_type")
+    layout = gguffile.read(art.main_file)
+    values = layout.values
+    arch = values.get("general.architecture")
+    ftype = values.get("general.file_type")
     try:
         ftype_name = LlamaFileType(ftype).name.removeprefix("MOSTLY_") if ftype is not None else None
     except ValueError:
         ftype_name = str(ftype)
-    params = sum(int(t.n_elements) for t in reader.tensors)
-    types = Counter(t.tensor_type.name for t in reader.tensors)
+    params = 0
+    types: Counter[str] = Counter()
+    for _, dims, ggml_type, _ in layout.tensors:
+        n = 1
+        for d in dims:
+            n *= d
+        params += n
+        types[GGMLQuantizationType(ggml_type).name] += 1
     return {
         "architecture": arch,
-        "name": field("general.name"),
+        "name": values.get("general.name"),
         "file_type": ftype_name,
-        "tensor_count": len(reader.tensors),
+        "tensor_count": len(layout.tensors),
         "parameters": params,
         "tensor_types": dict(types),
-        "context_length": field(f"{arch}.context_length") if arch else None,
-        "tokenizer": field("tokenizer.ggml.model"),
-        "chat_template": field("tokenizer.chat_template") is not None,
-        "gguf_version": field("GGUF.version"),
+        "context_length": values.get(f"{arch}.context_length") if arch else None,
+        "tokenizer": values.get("tokenizer.ggml.model"),
+        "chat_template": values.get("tokenizer.chat_template") is not None,
+        "gguf_version": layout.version,
     }
 
 

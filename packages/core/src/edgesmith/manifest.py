@@ -1,9 +1,9 @@
 """The manifest (``edgesmith.json``) and atomic, never-clobbering outputs.
 
-An output is built in a hidden temporary sibling directory and renamed into
+An output is built in a hidden staging sibling directory and renamed into
 place only when the backend returned and the manifest is written. Any
-exception, Ctrl-C or SIGTERM removes the temporary directory, so nothing
-half-written ever looks complete.
+exception, Ctrl-C or SIGTERM removes the staging directory, so nothing
+half-written ever looks complete; :mod:`edgesmith.claim` holds the rules.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, UserError
+from .claim import TMP_MARK, check_path
+from .claim import atomic_output as claimed_output
+from .errors import UserError
 from .util import content_hash, dir_size
 
 MANIFEST_NAME = "edgesmith.json"
 SCHEMA_VERSION = 1
-TMP_MARK = ".edgesmith-tmp-"
 
 # Single-file suffixes that suggest the user expected -o to name a file.
 _FILE_SUFFIXES = {".gguf", ".onnx", ".xml", ".bin", ".safetensors", ".json"}
@@ -108,39 +107,25 @@ def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     os.replace(tmp, directory / MANIFEST_NAME)
 
 
-def check_output(final: Path, force: bool) -> Path:
-    """Validate ``-o`` before any work starts."""
+def check_output(final: Path, force: bool, sources: Iterable[Path | str] = ()) -> Path:
+    """Validate a model-directory ``-o`` before any work starts; the absolute path."""
     final = Path(final)
     if final.suffix.lower() in _FILE_SUFFIXES:
         raise UserError(
             f"-o {final} looks like a file name; -o names a directory that edgesmith creates "
             f"(the model file and edgesmith.json go inside it)"
         )
-    if final.exists() and not force:
-        raise OutputExistsError(f"output {final} already exists; pass --force to replace it or choose another -o")
-    if final.exists() and not final.is_dir():
-        raise UserError(f"output {final} exists and is not a directory; remove it or choose another -o")
-    return final
+    return check_path(final, force, sources=sources)
 
 
 @contextlib.contextmanager
-def atomic_output(final: Path, force: bool) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``final``; move it into place on success."""
-    final = check_output(Path(final), force)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+def atomic_output(final: Path, force: bool, sources: Iterable[Path | str] = ()) -> Iterator[Path]:
+    """Yield an empty staging directory for ``final``; move it into place on success
+    (see :mod:`edgesmith.claim`)."""
+    final = check_output(final, force, sources)
+    with claimed_output(final, force, sources=sources) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        # --force: swap, then delete the old output, so a crash in between
-        # leaves either the old or the new output, never a mix.
-        old = final.parent / f".{final.name}{TMP_MARK}old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+
+
+__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "TMP_MARK", "atomic_output", "build_manifest",
+           "check_output", "parent_record", "read_manifest", "write_manifest"]

@@ -105,6 +105,8 @@ class Runner(abc.ABC):
             return self.tokenize(self.chat_prompt(request.messages), add_special=False)
         if request.prompt is None:
             raise UserError("no prompt given; pass -p PROMPT or --chat")
+        if not request.prompt:
+            raise UserError("the prompt is empty; give some text with -p PROMPT")
         return self.tokenize(request.prompt)
 
     def generate(
@@ -114,6 +116,8 @@ class Runner(abc.ABC):
         if request.max_tokens < 1:
             raise UserError(f"max_tokens must be at least 1, got {request.max_tokens}")
         ids = self.prompt_ids(request)
+        if not ids:
+            raise UserError("the prompt gives no tokens; give some text with -p PROMPT")
         if self.context_length and len(ids) + request.max_tokens > self.context_length:
             raise UserError(
                 f"prompt ({len(ids)} tokens) plus max_tokens ({request.max_tokens}) exceeds the "

@@ -3,8 +3,10 @@ the measuring code loads when a command runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ def _common(f: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
         click.option("--report", type=click.Path(dir_okay=False),
                      help="Write a self-contained HTML report here (PNG charts beside it)."),
+        click.option("--force", is_flag=True, help="Replace --report (and --certify) files that exist."),
     ]):
         f = opt(f)
     return f
@@ -86,11 +89,31 @@ def _bench_speeds(doc: dict[str, Any] | None) -> dict[str, float]:
             if r.get("status") == "ok"}
 
 
-def _report(path: str, bench: Any, evaluation: Any) -> None:
+@contextlib.contextmanager
+def _claimed_files(files: dict[str, str | None], force: bool,
+                   sources: tuple[str, ...]) -> Iterator[dict[str, Path]]:
+    """Claim every output file before measuring starts (a second run on the same
+    file fails at once); each is written to its staging path and moved into
+    place when the command succeeds. Yields ``{key: staging path}``."""
+    from ..claim import atomic_output
+    from .report import check_charts
+
+    with contextlib.ExitStack() as stack:
+        staged = {}
+        for key, path in files.items():
+            if path:
+                if key == "report":
+                    check_charts(Path(path), force)
+                staged[key] = stack.enter_context(atomic_output(Path(path), force, sources=sources,
+                                                                kind="file"))
+        yield staged
+
+
+def _report(path: str, staged: Path, bench: Any, evaluation: Any) -> None:
     from . import report
 
-    files = report.write(path, bench=bench, evaluation=evaluation)
-    click.echo(f"edgesmith: report: {files[0]} (charts: {', '.join(str(p.name) for p in files[1:])})",
+    files = report.write(path, bench=bench, evaluation=evaluation, html_to=staged)
+    click.echo(f"edgesmith: report: {path} (charts: {', '.join(str(p.name) for p in files[1:])})",
                err=True)
 
 
@@ -111,8 +134,8 @@ def _report(path: str, bench: Any, evaluation: Any) -> None:
               help="An `edgesmith eval --json` result to show quality in the report.")
 def bench(artifacts: tuple[str, ...], prompt_tokens: int, gen_tokens: int, repeat: int, warmup: int,
           threads: int | None, backend: str | None, options: tuple[str, ...], text: str | None,
-          timeout: float | None, as_json: bool, report: str | None, bandwidth_mib: int | None,
-          quality: str | None) -> None:
+          timeout: float | None, as_json: bool, report: str | None, force: bool,
+          bandwidth_mib: int | None, quality: str | None) -> None:
     """Measure speed and memory of each ARTIFACT, each in its own process."""
     from ..util import parse_options
     from . import bench as bench_mod
@@ -123,15 +146,16 @@ def bench(artifacts: tuple[str, ...], prompt_tokens: int, gen_tokens: int, repea
         from .report import require_matplotlib
 
         require_matplotlib()
-    with _progress() as progress:
-        doc = bench_mod.bench(list(artifacts), prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
-                              repeat=repeat, warmup=warmup, threads=threads, backend=backend,
-                              options=parse_options(options), text=text, timeout=timeout,
-                              bandwidth_bytes=bandwidth_mib * 2**20 if bandwidth_mib else None,
-                              progress=lambda m: progress(m))
-    _emit(doc, as_json, tables.bench_table)
-    if report:
-        _report(report, doc, quality_doc)
+    with _claimed_files({"report": report}, force, artifacts) as staged:
+        with _progress() as progress:
+            doc = bench_mod.bench(list(artifacts), prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
+                                  repeat=repeat, warmup=warmup, threads=threads, backend=backend,
+                                  options=parse_options(options), text=text, timeout=timeout,
+                                  bandwidth_bytes=bandwidth_mib * 2**20 if bandwidth_mib else None,
+                                  progress=lambda m: progress(m))
+        _emit(doc, as_json, tables.bench_table)
+        if report:
+            _report(report, staged["report"], doc, quality_doc)
     failed = [r for r in doc["artifacts"] if r["status"] != "ok"]
     for r in failed:
         click.echo(f"edgesmith: {r['name']}: could not be measured: {r['error']}", err=True)
@@ -171,7 +195,7 @@ def eval_(artifacts: tuple[str, ...], reference: str, window: int, max_windows: 
           max_size_ratio: float | None, min_speedup: float | None, no_smoke: bool,
           certify: str | None, speed: str | None, threads: int | None, backend: str | None,
           options: tuple[str, ...], text: str | None, timeout: float | None, as_json: bool,
-          report: str | None) -> None:
+          report: str | None, force: bool) -> None:
     """Perplexity, KL divergence and top-1 agreement of each ARTIFACT against
     --reference, a smoke test of its output, and quality gates."""
     from ..util import parse_options
@@ -185,19 +209,20 @@ def eval_(artifacts: tuple[str, ...], reference: str, window: int, max_windows: 
         require_matplotlib()
     gates = Gates(max_ppl_ratio=max_ppl_ratio, min_top1=min_top1, max_size_ratio=max_size_ratio,
                   min_speedup=min_speedup, smoke=not no_smoke)
-    with _progress() as progress:
-        doc = evaluate.evaluate(list(artifacts), reference, text=text, window=window,
-                                max_windows=max_windows, top_k=kl_top_k, smoke_tokens=smoke_tokens,
-                                gates=gates, threads=threads, backend=backend,
-                                options=parse_options(options), timeout=timeout,
-                                speeds=_bench_speeds(speed_doc), progress=lambda m: progress(m))
-    _emit(doc, as_json, tables.eval_table)
-    tables.eval_notes(doc)
-    if certify:
-        Path(certify).write_text(json.dumps(evaluate.certificate(doc), indent=2, default=str) + "\n")
-        click.echo(f"edgesmith: validation record: {certify} (verdict: {doc['verdict']})", err=True)
-    if report:
-        _report(report, speed_doc, doc)
+    with _claimed_files({"report": report, "certify": certify}, force, (*artifacts, reference)) as staged:
+        with _progress() as progress:
+            doc = evaluate.evaluate(list(artifacts), reference, text=text, window=window,
+                                    max_windows=max_windows, top_k=kl_top_k, smoke_tokens=smoke_tokens,
+                                    gates=gates, threads=threads, backend=backend,
+                                    options=parse_options(options), timeout=timeout,
+                                    speeds=_bench_speeds(speed_doc), progress=lambda m: progress(m))
+        _emit(doc, as_json, tables.eval_table)
+        tables.eval_notes(doc)
+        if certify:
+            staged["certify"].write_text(json.dumps(evaluate.certificate(doc), indent=2, default=str) + "\n")
+            click.echo(f"edgesmith: validation record: {certify} (verdict: {doc['verdict']})", err=True)
+        if report:
+            _report(report, staged["report"], speed_doc, doc)
     code = evaluate.exit_code(doc)
     if code:
         sys.exit(code)

@@ -23,6 +23,8 @@ class MeasureError(EdgesmithError):
 
 
 def check_paths(paths: Sequence[str | Path]) -> list[Path]:
+    from ..formats import detect
+
     if not paths:
         raise UserError("give at least one artifact to measure")
     out = []
@@ -30,6 +32,7 @@ def check_paths(paths: Sequence[str | Path]) -> list[Path]:
         path = Path(p)
         if not path.exists():
             raise UserError(f"{path} does not exist; give the path of a model file or directory")
+        detect(path)  # a path that is no model is the user's to fix (exit 2), not a failed measurement
         out.append(path)
     return out
 

@@ -8,11 +8,11 @@ worker on the very same token ids and windows.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..scratch import scratch_dir
 from ..util import physical_cores
 from . import definitions
 from . import gates as gates_mod
@@ -64,9 +64,9 @@ def evaluate(
               "text": str(text) if text else None}
     if smoke_tokens:
         common["smoke_tokens"] = smoke_tokens
-    with tempfile.TemporaryDirectory(prefix="edgesmith-eval-") as work:
+    with scratch_dir("eval") as work:
         say(f"reference {ref_path}: starting")
-        answer = run_worker({"kind": "reference", "artifact": str(ref_path), "workdir": work,
+        answer = run_worker({"kind": "reference", "artifact": str(ref_path), "workdir": str(work),
                              "window": window, "max_windows": max_windows, "top_k": top_k, **common},
                             lambda m: say(f"reference {ref_path}: {m}"), timeout)
         if not answer["ok"]:
@@ -79,7 +79,7 @@ def evaluate(
         for n, path in enumerate(paths):
             label = f"[{n + 1}/{len(paths)}] {path}"
             say(f"{label}: starting")
-            answer = run_worker({"kind": "compare", "artifact": str(path), "workdir": work, **common},
+            answer = run_worker({"kind": "compare", "artifact": str(path), "workdir": str(work), **common},
                                 lambda m, label=label: say(f"{label}: {m}"), timeout)
             rows.append(_row(path, answer, ref, gates, known.get(str(path.resolve()))))
     verdict = "error" if any(r["status"] == "error" for r in rows) else (

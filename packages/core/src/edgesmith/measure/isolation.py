@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from .. import childproc
+
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
 
@@ -46,7 +48,7 @@ def run_worker(job: dict[str, Any], on_progress: Callable[[str], None] | None = 
     """Run ``job`` in a fresh worker; ``{"ok": True, "result": ...}`` or
     ``{"ok": False, "kind": "user"|"internal"|"crash"|"timeout", "error": ..., "log": ...}``."""
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
-        proc = subprocess.Popen(
+        proc = childproc.popen(
             [sys.executable, "-m", "edgesmith.measure.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=log, text=True, env=worker_env(job.get("threads")),
         )
@@ -73,8 +75,7 @@ def run_worker(job: dict[str, Any], on_progress: Callable[[str], None] | None = 
                     answer = msg
             code = proc.wait()
         except BaseException:
-            proc.kill()
-            proc.wait()
+            childproc.kill(proc)
             raise
         finally:
             if timer:

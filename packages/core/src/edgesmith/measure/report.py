@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import OutputExistsError, UserError
 
 
 def require_matplotlib() -> None:
@@ -276,9 +276,22 @@ def render(rows: list[dict[str, Any]], images: dict[str, tuple[str, bytes]],
     return "\n".join(parts)
 
 
+CHART_GLOB = "{stem}-*.png"
+
+
+def check_charts(path: Path, force: bool) -> None:
+    """The PNG charts written beside a report are outputs too: not replaced without ``--force``."""
+    existing = sorted(path.parent.glob(CHART_GLOB.format(stem=path.stem))) if path.parent.is_dir() else []
+    if existing and not force:
+        raise OutputExistsError(f"{existing[0]} already exists (a chart of an earlier report); pass "
+                                f"--force to replace it or choose another --report")
+
+
 def write(path: str | Path, bench: dict[str, Any] | None = None,
-          evaluation: dict[str, Any] | list[dict[str, Any]] | None = None, intro: str = "") -> list[Path]:
-    """Write the HTML page and its PNG charts; returns the files written."""
+          evaluation: dict[str, Any] | list[dict[str, Any]] | None = None, intro: str = "",
+          html_to: Path | None = None) -> list[Path]:
+    """Write the HTML page (to ``html_to`` when given: a staging file the caller
+    moves to ``path``) and its PNG charts beside ``path``; returns the files."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -296,5 +309,5 @@ def write(path: str | Path, bench: dict[str, Any] | None = None,
         out = path.with_name(f"{path.stem}-{name}.png")
         out.write_bytes(png)
         written.append(out)
-    path.write_text(render(rows, images, bench, evaluation, intro), encoding="utf-8")
+    (html_to or path).write_text(render(rows, images, bench, evaluation, intro), encoding="utf-8")
     return [path, *written]

@@ -197,6 +197,9 @@ JOBS = {"bench": bench, "reference": reference, "compare": compare}
 
 def main() -> int:
     global _out
+    from ..childproc import watch_parent
+
+    watch_parent()
     # Keep our own copy of stdout for the answer; everything else printed to
     # stdout (vendor banners, C-level prints) goes to stderr instead.
     _out = os.fdopen(os.dup(1), "w")

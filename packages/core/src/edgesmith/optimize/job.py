@@ -8,10 +8,12 @@ plan and the cached measurements that make a rerun resume.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..claim import claim
 from ..errors import UserError
 from . import choose, measuring
 from . import plan as plan_mod
@@ -68,7 +70,6 @@ def optimize(
 
     from .. import api
     from ..doctor import detect_machine
-    from ..util import physical_cores
     from .default_model import default_model
     from .targets import resolve
 
@@ -103,6 +104,25 @@ def optimize(
         say(line)
     if dry_run:
         return {"schema": "edgesmith.optimize-plan/1", "plan": plan.to_dict(), "recipe": rec.to_dict()}
+
+    _check_not_in_model(out, path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with claim(out):  # one optimize per directory at a time
+        return _build_and_measure(plan, rec, machine, out, threads=threads,
+                                  trust_remote_code=trust_remote_code, say=say, progress=progress)
+
+
+def _check_not_in_model(out: Path, model: Path) -> None:
+    """optimize writes into ``out``: it may hold the model, but not be it or lie inside it."""
+    real_out, real_model = Path(os.path.realpath(out)), Path(os.path.realpath(model))
+    if real_out == real_model or real_model in real_out.parents:
+        raise UserError(f"-o {out} is inside the model {model}; edgesmith never writes into a source, "
+                        f"choose an -o outside it")
+
+
+def _build_and_measure(plan: plan_mod.Plan, rec: Recipe, machine: Any, out: Path, *, threads: int | None,
+                       trust_remote_code: bool, say: Say, progress: Callable[..., None] | None) -> dict[str, Any]:
+    from ..util import physical_cores
 
     (out / MARK).mkdir(parents=True, exist_ok=True)
     (out / MARK / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")

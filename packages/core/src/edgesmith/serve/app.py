@@ -34,9 +34,16 @@ log = logging.getLogger("edgesmith.serve")
 
 #: Status logged for a request whose client left before the answer (nginx's convention).
 CLIENT_GONE = 499
-# Bodies over the limit are read and dropped up to this many times the limit so
-# the client sees the 413 instead of a reset connection; beyond it we hang up.
+# A body over the limit is still read to its end, and dropped, so that a client
+# that sends all of its body before reading the answer (http.client does) gets
+# the 413 rather than a reset connection: closing a socket with unread data
+# makes the kernel send a reset, which can destroy the answer on its way. The
+# reading is bounded: up to _DRAIN_FACTOR times the limit or _DRAIN_MIN_BYTES,
+# whichever is more, and for _DRAIN_S seconds; beyond either the server answers
+# at once and hangs up.
 _DRAIN_FACTOR = 8
+_DRAIN_MIN_BYTES = 64 << 20
+_DRAIN_S = 30.0
 
 
 def create_app(
@@ -279,37 +286,70 @@ async def _sse(reply: _Reply, engine: Engine, request: Request) -> AsyncIterator
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
     too_big = BadRequest(f"the request body is over this server's limit of {limit} bytes; "
                          f"send a shorter prompt", status=413, code="request_too_large")
-    if declared.isdigit() and int(declared) > limit * _DRAIN_FACTOR:
+    most = max(limit * _DRAIN_FACTOR, _DRAIN_MIN_BYTES)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
         request.state.close = True
         raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > limit * _DRAIN_FACTOR:
+    chunks, size, more = [], 0, True
+    while more:
+        body, more = await _next_chunk(request)
+        size += len(body)
+        if size > limit:
+            break
+        chunks.append(body)
+    else:
+        return b"".join(chunks)
+    chunks.clear()
+    if more:
+        try:
+            read_to_end = await asyncio.wait_for(_discard(request, size, most), _DRAIN_S)
+        except asyncio.TimeoutError:
+            read_to_end = False
+        if not read_to_end:
             request.state.close = True
-            raise too_big
-    if size > limit:
-        raise too_big
-    return b"".join(chunks)
+    raise too_big
+
+
+async def _next_chunk(request: Request) -> tuple[bytes, bool]:
+    """The next piece of the request body and whether more follows."""
+    message = await request.receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    return message.get("body", b""), message.get("more_body", False)
+
+
+async def _discard(request: Request, size: int, most: int) -> bool:
+    """Read the rest of the body and drop it; ``False`` once over ``most`` bytes in all."""
+    more = True
+    while more:
+        body, more = await _next_chunk(request)
+        size += len(body)
+        if size > most:
+            return False
+    return True
 
 
 async def _unless_gone(request: Request, waiting: Awaitable[Any]) -> Any:
-    """The result of ``waiting``, or ``None`` if the client disconnects first."""
+    """The result of ``waiting``, or ``None`` if the client disconnects first
+    (or at the same time: nobody would read the answer)."""
     task = asyncio.ensure_future(waiting)
     watch = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # Also when this handler is itself cancelled (at shutdown).
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-    return None if task.cancelled() else task.result()
+        # Also when this handler is itself cancelled (at shutdown). A task
+        # cancelled here only ends at the loop's next turn: never ask it for a
+        # result (that raised InvalidStateError for every client that left).
+        for pending in (task, watch):
+            if not pending.done():
+                pending.cancel()
+    if watch in done:
+        watch.result()  # re-raises if receiving failed for another reason than a disconnect
+        return None
+    return task.result()
 
 
 async def _disconnected(request: Request) -> None:
@@ -367,6 +407,8 @@ def _log_line(scope: dict[str, Any], state: dict[str, Any], status: int | None, 
     who = f"{client[0]}:{client[1]}" if client else "-"
     status = state.get("status") or status or CLIENT_GONE
     parts = [f'{who} "{scope["method"]} {scope["path"]}" {status} {seconds:.3f}s']
+    if status == CLIENT_GONE:
+        parts.append("client disconnected")
     job, result = state.get("job"), state.get("result")
     if job is not None and job.queue_s is not None:
         parts.append(f"queued {job.queue_s:.3f}s")

@@ -207,6 +207,8 @@ class Engine:
                 raise
             raise UserError(f"backend {self.runner.backend} has no chat template for this model; "
                             f"send a prompt to /v1/completions instead") from exc
+        if not ids:
+            raise UserError("the prompt is empty: it gives no tokens; send some text")
         ctx = self.runner.context_length
         if ctx and len(ids) >= ctx:
             raise UserError(f"the prompt is {len(ids)} tokens but the model's context is {ctx}; "

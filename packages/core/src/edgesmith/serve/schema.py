@@ -61,6 +61,14 @@ _CHAT_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
 }
 _COMPLETION_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {"echo": (False,), "best_of": (1,), "suffix": ("",)}
 
+#: Deeper than any body this API needs (a chat body nests 5 levels); refused so that
+#: no later step (comparison, an error message quoting the value) can recurse too far.
+MAX_DEPTH = 64
+#: Seeds every backend can take (llama.cpp keeps 32 bits); refused rather than folded.
+MAX_SEED = 2**32 - 1
+#: top_k beyond a C int cannot mean anything and would overflow some backends.
+MAX_TOP_K = 2**31 - 1
+
 CHAT_FIELDS = frozenset(("messages", "max_completion_tokens", *_SAMPLING, *_DEFAULT_ONLY,
                          *_CHAT_DEFAULT_ONLY))
 COMPLETION_FIELDS = frozenset(("prompt", *_SAMPLING, *_DEFAULT_ONLY, *_COMPLETION_DEFAULT_ONLY))
@@ -70,23 +78,49 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("the request body is empty; send a JSON object")
+    too_deep = BadRequest(f"the request body is nested too deeply (more than {MAX_DEPTH} levels of "
+                          f"arrays and objects); send a flatter JSON object")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:
+        # json.loads turns a number into an int before any check of ours; Python
+        # refuses integers of more than a few thousand digits (sys.get_int_max_str_digits).
+        raise BadRequest("the request body has a number with too many digits; send numbers of an "
+                         "ordinary size") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, not {type(body).__name__}")
+    if _deeper_than(body, MAX_DEPTH):
+        raise too_deep
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def parse_chat(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
     _check_fields(body, CHAT_FIELDS, {**_DEFAULT_ONLY, **_CHAT_DEFAULT_ONLY})
     if "messages" not in body:
         raise BadRequest("'messages' is required: a list of {role, content} objects", param="messages")
-    if "max_tokens" in body and "max_completion_tokens" in body:
+    if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
         raise BadRequest("give max_tokens or max_completion_tokens, not both", param="max_tokens")
     messages = _messages(body["messages"])
-    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    if not any(m["content"] for m in messages):
+        raise BadRequest("the prompt is empty: every message in 'messages' has empty content; "
+                         "send some text", param="messages")
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     return _parsed(body, max_tokens_limit, key, messages=messages)
 
 
@@ -100,6 +134,9 @@ def parse_completion(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
     if not isinstance(prompt, str):
         raise BadRequest("'prompt' must be one string (batches and token arrays are not served)",
                          param="prompt")
+    _check_text(prompt, "prompt")
+    if not prompt:
+        raise BadRequest("the prompt is empty; send the text to continue in 'prompt'", param="prompt")
     return _parsed(body, max_tokens_limit, "max_tokens", prompt=prompt)
 
 
@@ -107,12 +144,13 @@ def _check_fields(body: Mapping[str, Any], known: frozenset[str],
                   default_only: Mapping[str, tuple[Any, ...]]) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint accepts "
-                         f"{', '.join(sorted(known))}", param=unknown[0])
+        shown = ", ".join(map(_name, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise BadRequest(f"unknown field(s) {shown}; this endpoint accepts "
+                         f"{', '.join(sorted(known))}", param=_safe(unknown[0]))
     for name, allowed in default_only.items():
         value = body.get(name)
         if value is not None and not any(_same(value, a) for a in allowed):
-            raise BadRequest(f"{name}={json.dumps(value)} is not supported by this server; "
+            raise BadRequest(f"{name}={_show(value)} is not supported by this server; "
                              f"leave {name} out", param=name)
 
 
@@ -134,18 +172,21 @@ def _messages(value: Any) -> tuple[dict[str, str], ...]:
             raise BadRequest(f"{where} must be an object with role and content", param=where)
         extra = sorted(set(m) - {"role", "content", "name"})
         if extra:
-            raise BadRequest(f"{where} has unsupported field(s) {', '.join(map(repr, extra))}; "
+            raise BadRequest(f"{where} has unsupported field(s) {', '.join(map(_name, extra[:5]))}; "
                              f"send role and content only", param=where)
         role = m.get("role")
-        if role not in _ROLES:
-            raise BadRequest(f"{where}.role {json.dumps(role)} is not served; use one of "
+        if not isinstance(role, str) or role not in _ROLES:
+            raise BadRequest(f"{where}.role {_show(role)} is not served; use one of "
                              f"{', '.join(_ROLES)}", param=f"{where}.role")
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            raise BadRequest(f"{where}.name must be a string", param=f"{where}.name")
         out.append({"role": _ROLES[role], "content": _content(m.get("content"), where)})
     return tuple(out)
 
 
 def _content(value: Any, where: str) -> str:
     if isinstance(value, str):
+        _check_text(value, f"{where}.content")
         return value
     if isinstance(value, list):
         parts = []
@@ -154,6 +195,7 @@ def _content(value: Any, where: str) -> str:
                     and isinstance(part.get("text"), str)):
                 raise BadRequest(f"{where}.content has a non-text part; this server takes text only",
                                  param=f"{where}.content")
+            _check_text(part["text"], f"{where}.content")
             parts.append(part["text"])
         return "".join(parts)
     raise BadRequest(f"{where}.content must be a string or a list of text parts",
@@ -165,18 +207,21 @@ def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str
     max_tokens = _opt_int(body, tokens_key)
     if max_tokens is not None:
         if max_tokens < 1:
-            raise BadRequest(f"{tokens_key} must be at least 1, got {max_tokens}", param=tokens_key)
+            raise BadRequest(f"{tokens_key} must be at least 1, got {_show(max_tokens)}", param=tokens_key)
         if max_tokens > limit:
-            raise BadRequest(f"{tokens_key}={max_tokens} is over this server's limit of {limit}; "
+            raise BadRequest(f"{tokens_key}={_show(max_tokens)} is over this server's limit of {limit}; "
                              f"ask for {limit} or fewer", param=tokens_key)
     temperature = _opt_number(body, "temperature", 0.0, 2.0)
     top_p = _opt_number(body, "top_p", 0.0, 1.0)
     if top_p is not None and top_p == 0:
         raise BadRequest("top_p must be above 0 (use temperature 0 for greedy decoding)", param="top_p")
     top_k = _opt_int(body, "top_k")
-    if top_k is not None and top_k < 0:
-        raise BadRequest(f"top_k must be 0 (off) or more, got {top_k}", param="top_k")
+    if top_k is not None and not 0 <= top_k <= MAX_TOP_K:
+        raise BadRequest(f"top_k must be 0 (off) or more, up to {MAX_TOP_K}, got {_show(top_k)}",
+                         param="top_k")
     seed = _opt_int(body, "seed")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f"seed must be between 0 and {MAX_SEED}, got {_show(seed)}", param="seed")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", param="stream")
@@ -185,7 +230,11 @@ def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str
     if options is not None:
         if not isinstance(options, dict) or set(options) - {"include_usage"}:
             raise BadRequest("stream_options accepts only include_usage", param="stream_options")
-        include_usage = bool(options.get("include_usage"))
+        include_usage = options.get("include_usage")
+        if include_usage is not None and not isinstance(include_usage, bool):
+            raise BadRequest("stream_options.include_usage must be true or false",
+                             param="stream_options")
+        include_usage = bool(include_usage)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest("model must be a string", param="model")
@@ -213,7 +262,7 @@ def _opt_int(body: Mapping[str, Any], name: str) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise BadRequest(f"{name} must be an integer, got {json.dumps(value)}", param=name)
+        raise BadRequest(f"{name} must be an integer, got {_show(value)}", param=name)
     return value
 
 
@@ -221,10 +270,12 @@ def _opt_number(body: Mapping[str, Any], name: str, lo: float, hi: float) -> flo
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise BadRequest(f"{name} must be a number, got {json.dumps(value)}", param=name)
+    # (An int is finite; math.isfinite would overflow on a huge one.)
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or isinstance(value, float) and not math.isfinite(value)):
+        raise BadRequest(f"{name} must be a number, got {_show(value)}", param=name)
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo:g} and {hi:g}, got {value}", param=name)
+        raise BadRequest(f"{name} must be between {lo:g} and {hi:g}, got {_show(value)}", param=name)
     return float(value)
 
 
@@ -236,4 +287,36 @@ def _stops(value: Any) -> tuple[str, ...]:
     if (not isinstance(value, list) or len(value) > 4
             or not all(isinstance(s, str) and s for s in value)):
         raise BadRequest("stop must be a non-empty string or a list of up to 4 of them", param="stop")
+    for s in value:
+        _check_text(s, "stop")
     return tuple(value)
+
+
+def _check_text(text: str, where: str) -> None:
+    """Refuse text that is not Unicode a tokenizer can take: JSON's ``\\ud800``
+    escapes decode to lone surrogates, which cannot be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{where} holds {_show(exc.object[exc.start:exc.end])}, a lone UTF-16 "
+                         f"surrogate, which is not text; send valid Unicode", param=where) from None
+
+
+def _name(name: str, width: int = 40) -> str:
+    """A field name for an error message: quoted, cut short, with no lone surrogate."""
+    return repr(name if len(name) <= width else name[:width] + "...")
+
+
+def _safe(text: str, width: int = 40) -> str:
+    """Text that encodes as UTF-8 (the JSON answer must), cut short."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def _show(value: Any, width: int = 40) -> str:
+    """``value`` as JSON for an error message, cut short: messages stay one short line."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= width else text[:width] + "..."

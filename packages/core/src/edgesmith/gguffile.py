@@ -6,6 +6,7 @@ takes seconds on a vocabulary of 50k-150k tokens; the GGUF -> HF export needs
 the metadata once and a copy of the file without its vocabulary arrays (see
 `write_without_keys`), so this module parses the layout directly with
 `struct` and numpy. Little-endian GGUF v2/v3 only (what llama.cpp writes).
+Used by `inspect` in the core and by the llama.cpp backend.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?",
           10: "<u8", 11: "<i8", 12: "<f8"}
 _UINT32 = 4
+#: Arrays nest at most this deep; real files use one level (arrays of tokens).
+_MAX_DEPTH = 8
 
 
 @dataclass
@@ -62,11 +65,15 @@ class _Cursor:
         self.pos = end
         return s
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, depth: int = 0) -> Any:
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"metadata arrays nested more than {_MAX_DEPTH} deep")
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
             etype, count = self.scalar("<I"), self.scalar("<Q")
+            if count > len(self.buf) - self.pos:  # every element takes at least one byte
+                raise ValueError("array runs past the end of the file")
             if etype == _STRING:
                 return [self.string() for _ in range(count)]
             if etype in _NUMPY:
@@ -78,7 +85,7 @@ class _Cursor:
                 self.pos = end
                 return arr.tolist()
             if etype == _ARRAY:
-                return [self.value(_ARRAY) for _ in range(count)]
+                return [self.value(_ARRAY, depth + 1) for _ in range(count)]
             raise ValueError(f"unknown array element type {etype}")
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype])
@@ -107,7 +114,7 @@ def read(path: Path) -> Layout:
     view = memoryview(mm)
     try:
         return _parse(view)
-    except (ValueError, struct.error, KeyError, UnicodeDecodeError) as e:
+    except (ValueError, struct.error, KeyError, UnicodeDecodeError, OverflowError, MemoryError) as e:
         raise UserError(f"{path} is not a readable GGUF file ({e}); it may be truncated or corrupt, "
                         f"re-download or re-convert it") from None
     finally:
