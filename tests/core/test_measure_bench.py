@@ -20,14 +20,14 @@ from .test_measure_support import CLI, bigram, short_text  # noqa: F401 - fixtur
 CRASHING_BACKEND = '''
 import os, signal
 from pathlib import Path
-from edgesmith import BackendInfo, hookimpl
+from edgesmith import BackendInfo, Operation, hookimpl
 
 @hookimpl
 def edgesmith_backend():
-    return BackendInfo(name="aacrash", version="0.1", runs=["hf"])
+    return BackendInfo(name="aacrash", version="0.1",
+                       operations=[Operation("load", "hf", "edgesmith_aacrash.plugin:load")])
 
-@hookimpl
-def edgesmith_run(artifact, options, ctx):
+def load(artifact, options, ctx):
     if (Path(artifact.path) / "CRASH").exists():
         os.kill(os.getpid(), signal.SIGSEGV)
     from edgesmith_ref.runner import NumpyRunner

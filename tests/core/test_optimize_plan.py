@@ -7,27 +7,58 @@ from pathlib import Path
 
 import pytest
 
-from edgesmith.doctor import Machine
+from edgesmith.doctor import DoctorRule, Machine
 from edgesmith.optimize import choose, graph
 from edgesmith.optimize.plan import build
-from edgesmith.optimize.targets import BUILTIN, resolve
+from edgesmith.optimize.targets import Candidate, Target, resolve
 from edgesmith.plugins import BackendRecord
-from edgesmith.types import BackendInfo
+from edgesmith.types import BackendInfo, Operation
+
+
+def _info(name: str, *, converts=(), quantizes=(), compiles=(), runs=(), generates=None, notes=None):
+    """A BackendInfo declaring these (source, format) pairs; the handlers are never called."""
+    ops = [Operation(kind, a, "planning.only:handler", format=b)
+           for kind, pairs in (("convert", converts), ("quantize", quantizes), ("compile", compiles))
+           for a, b in pairs]
+    ops += [Operation("load", f, "planning.only:handler", generates=generates is None or f in generates)
+            for f in runs]
+    return BackendInfo(name, "1", operations=ops, notes=notes or {})
+
 
 INFOS = {
-    "llamacpp": BackendInfo("llamacpp", "1", converts=[("hf", "gguf"), ("gguf", "hf")],
-                            quantizes=[("gguf", "gguf")], runs=["gguf"]),
-    "openvino": BackendInfo("openvino", "1", converts=[("hf", "openvino"), ("onnx", "openvino")],
-                            quantizes=[("openvino", "openvino")], compiles=[("openvino", "openvino")],
-                            runs=["openvino"]),
-    "mlx": BackendInfo("mlx", "1", converts=[("hf", "mlx")], quantizes=[("hf", "mlx"), ("mlx", "mlx")],
-                       runs=["mlx"]),
-    "olive": BackendInfo("olive", "1", converts=[("hf", "onnx")], quantizes=[("onnx", "onnx")],
-                         runs=["onnx"]),
-    "qnn": BackendInfo("qnn", "1", converts=[("onnx", "onnx")], quantizes=[("onnx", "qnn")],
-                       compiles=[("qnn", "qnn")], runs=["qnn", "onnx"], generates=[],
-                       notes={"run": "fixed-shape graphs only"}),
+    "llamacpp": _info("llamacpp", converts=[("hf", "gguf"), ("gguf", "hf")], quantizes=[("gguf", "gguf")],
+                      runs=["gguf"]),
+    "openvino": _info("openvino", converts=[("hf", "openvino"), ("onnx", "openvino")],
+                      quantizes=[("openvino", "openvino")], compiles=[("openvino", "openvino")],
+                      runs=["openvino"]),
+    "mlx": _info("mlx", converts=[("hf", "mlx")], quantizes=[("hf", "mlx"), ("mlx", "mlx")], runs=["mlx"]),
+    "olive": _info("olive", converts=[("hf", "onnx")], quantizes=[("onnx", "onnx")], runs=["onnx"]),
+    "qnn": _info("qnn", converts=[("onnx", "onnx")], quantizes=[("onnx", "qnn")], compiles=[("qnn", "qnn")],
+                 runs=["qnn", "onnx"], generates=[], notes={"run": "fixed-shape graphs only"}),
 }
+
+# Targets and doctor rules as the real backends contribute them (tests/e2e runs
+# the real ones); the core itself names none.
+KNOWN = {t.name: t for t in (
+    Target("portable", "any CPU", "cpu", ("llamacpp",), "gguf", {"dtype": "f16"},
+           (Candidate("Q4_K_M", scheme="Q4_K_M"), Candidate("Q8_0", scheme="Q8_0")), rank=10),
+    Target("intel-cpu", "Intel CPUs", "cpu", ("openvino",), "openvino", {"dtype": "fp16"},
+           (Candidate("int4-g64", bits=4, group_size=64), Candidate("int8", bits=8)),
+           present=lambda m: m.cpu_vendor == "Intel", rank=20),
+    Target("apple-silicon", "Apple M-series", "gpu", ("mlx",), "mlx", {"dtype": "float16"},
+           (Candidate("4bit-g64", bits=4, group_size=64), Candidate("8bit-g64", bits=8, group_size=64)),
+           present=lambda m: bool(m.apple_silicon), rank=30),
+    Target("nvidia-gpu", "NVIDIA GPUs", "gpu", ("olive",), "onnx", {"dtype": "fp32", "provider": "cpu"},
+           (Candidate("int4-g32", bits=4, group_size=32), Candidate("int8", bits=8)),
+           present=lambda m: bool(m.cuda_devices), device_options={"dtype": "fp16", "provider": "cuda"}, rank=40),
+    Target("snapdragon-npu", "Hexagon NPU", "npu", ("qnn",), "qnn", {}, (Candidate("a16w8", scheme="a16w8"),),
+           compile="npu", present=lambda m: bool(m.npus), fallback="snapdragon-cpu", rank=50),
+    Target("snapdragon-cpu", "Snapdragon CPU", "cpu", ("llamacpp",), "gguf", {"dtype": "f16"},
+           (Candidate("Q4_0", scheme="Q4_0"), Candidate("Q8_0", scheme="Q8_0")),
+           present=lambda m: bool(m.npus), offered=False, rank=60),
+)}
+RULES = [DoctorRule("llamacpp", lambda m: "any CPU", priority=0),
+         DoctorRule("qnn", lambda m: "Hexagon NPU" if m.npus else None, priority=40)]
 
 AMD = Machine(os="Linux", arch="x86_64", cpu_vendor="AMD", cpu_model="EPYC", isa=("AVX2",),
               physical_cores=2, logical_cores=2, memory_bytes=24 * 2**30)
@@ -49,8 +80,8 @@ def test_route_prefers_fewest_steps_then_the_targets_own_backend():
 
 
 def test_every_target_from_a_gguf_model_fans_out_from_one_import():
-    names, _ = resolve(["all"], AMD, BUILTIN)
-    plan = build(Path("/m.gguf"), "gguf", names, BUILTIN, records(*INFOS), AMD)
+    names, _ = resolve(["all"], AMD, KNOWN)
+    plan = build(Path("/m.gguf"), "gguf", names, KNOWN, records(*INFOS), AMD)
     steps = list(plan.steps.values())
     assert steps[0].key == "llamacpp/hf" and steps[0].source == "model"
     # every route starts at the imported checkpoint, not at the quantized GGUF
@@ -65,7 +96,7 @@ def test_every_target_from_a_gguf_model_fans_out_from_one_import():
 
 
 def test_npu_target_without_text_generation_falls_back_and_says_why():
-    plan = build(Path("/m"), "hf", ["snapdragon-npu"], BUILTIN, records(*INFOS), SNAPDRAGON)
+    plan = build(Path("/m"), "hf", ["snapdragon-npu"], KNOWN, records(*INFOS), SNAPDRAGON)
     (t,) = plan.targets
     assert t.name == "snapdragon-npu" and t.backend == "llamacpp"
     assert set(t.candidates) == {"Q4_0", "Q8_0"} and t.present
@@ -76,7 +107,7 @@ def test_npu_target_without_text_generation_falls_back_and_says_why():
 
 
 def test_target_whose_backend_is_missing_is_skipped_with_the_install_hint():
-    plan = build(Path("/m"), "hf", ["intel-cpu", "portable"], BUILTIN, records("llamacpp"), AMD)
+    plan = build(Path("/m"), "hf", ["intel-cpu", "portable"], KNOWN, records("llamacpp"), AMD)
     by = {t.name: t for t in plan.targets}
     assert by["intel-cpu"].skipped == "openvino is not installed (pip install edgesmith-openvino)"
     assert by["portable"].backend == "llamacpp"
@@ -86,19 +117,19 @@ def test_target_whose_backend_is_missing_is_skipped_with_the_install_hint():
 def test_device_builds_when_the_device_is_present():
     nvidia = Machine(os="Linux", arch="x86_64", cpu_vendor="AMD", cpu_model="x", isa=(), physical_cores=8,
                      logical_cores=16, memory_bytes=2**35, gpus=("NVIDIA GPU",), cuda_devices=("RTX 4090",))
-    (t,) = build(Path("/m"), "hf", ["nvidia-gpu"], BUILTIN, records("olive"), nvidia).targets
+    (t,) = build(Path("/m"), "hf", ["nvidia-gpu"], KNOWN, records("olive"), nvidia).targets
     assert t.present and not t.notes
-    (t2,) = build(Path("/m"), "hf", ["nvidia-gpu"], BUILTIN, records("olive"), AMD).targets
+    (t2,) = build(Path("/m"), "hf", ["nvidia-gpu"], KNOWN, records("olive"), AMD).targets
     assert "stand-in" in t2.notes[0]
 
 
 def test_auto_follows_the_doctor_and_unknown_targets_are_refused():
-    assert resolve(["auto"], AMD, BUILTIN)[0] == ["portable"]
-    assert resolve(["auto"], SNAPDRAGON, BUILTIN)[0] == ["snapdragon-npu"]
+    assert resolve(["auto"], AMD, KNOWN, RULES)[0] == ["portable"]
+    assert resolve(["auto"], SNAPDRAGON, KNOWN, RULES)[0] == ["snapdragon-npu"]
     from edgesmith.errors import UserError
 
     with pytest.raises(UserError, match="unknown target 'tpu'; choose one of auto, portable"):
-        resolve(["tpu"], AMD, BUILTIN)
+        resolve(["tpu"], AMD, KNOWN)
 
 
 def _row(key, size, tps, ppl, verdict="pass", **kw):

@@ -148,3 +148,14 @@ def test_default_model_is_imported_from_its_package_once(tiny_model, tmp_path, m
     assert detect(first).format == "hf" and "importing" in said[-1]
     again = dm.default_model(said.append)
     assert again == first and "imported earlier" in said[-1]
+
+
+def test_shipped_recipes_load():
+    """They name the targets the real backends contribute, so they load only beside them."""
+    from edgesmith.optimize.recipe import load
+
+    recipes = sorted((Path(__file__).parents[2] / "docs" / "recipes").glob("*.toml"))
+    assert len(recipes) >= 3
+    for r in recipes:
+        rec = load(r)
+        assert rec.targets, r

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import pytest
 
 from edgesmith import api
+from edgesmith.errors import UserError
 from edgesmith.formats import safetensors_summary
 
 _ST = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
@@ -74,3 +76,28 @@ def test_rope_base_saved_only_in_rope_parameters_is_used(tiny_model, tmp_path):
     default = scores(variant("default", 10000.0, None))
     np.testing.assert_allclose(nested, top, atol=1e-5)
     assert np.abs(default - top).max() > 1e-3  # the base matters on this model, so the check can fail
+
+
+def test_missing_tokenizer_is_one_clear_line(tiny_model, tmp_path):
+    src = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model("llama"), src)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (src / name).unlink(missing_ok=True)
+    with pytest.raises(UserError, match="no tokenizer: none of tokenizer.json, .*copy the tokenizer files") as info:
+        api.convert(src, "mlx", tmp_path / "out", backend="mlx")
+    assert "\n" not in str(info.value) and "sentencepiece" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing-garbage"])
+def test_corrupt_weights_are_a_user_error(damage, tiny_model, tmp_path):
+    """A valid header over missing or extra data: one line, not mlx's RuntimeError."""
+    src = tmp_path / damage
+    shutil.copytree(tiny_model("llama"), src)
+    data = (src / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    (src / "model.safetensors").write_bytes(data[: 8 + n + 100] if damage == "truncated" else data + b"junk" * 64)
+    with pytest.raises(UserError, match="model.safetensors .*re-download or re-export") as info:
+        api.convert(src, "mlx", tmp_path / "out", backend="mlx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

@@ -121,7 +121,7 @@ def test_cli_static_options(word, per_channel, encoder, tmp_path):
                           ("accuracy_level=4", ("'accuracy_level'", "known options: activation_type"))):
         res, errors = call(option)
         assert res.exit_code == 2 and len(errors) == 1, res.output
-        assert "olive quantize (static)" in errors[0] and all(w in errors[0] for w in words), errors[0]
+        assert "olive quantize onnx (static)" in errors[0] and all(w in errors[0] for w in words), errors[0]
     res, errors = call(f"per_channel={word}", "calibrate_method=Entropy", "samples=4")
     assert res.exit_code == 0, res.output
     details = json.loads((tmp_path / "q" / "edgesmith.json").read_text())["details"]

@@ -23,8 +23,10 @@ from qnn_testkit import SEQ, TEXTS, cosine
 from edgesmith import api, formats
 from edgesmith.errors import BackendError, UserError
 from edgesmith.manifest import MANIFEST_NAME
+from edgesmith.options import parse
 from edgesmith.types import Context, Timings
 from edgesmith_qnn import hub
+from edgesmith_qnn.compile import COMPILE_OPTIONS
 
 S24 = "Samsung Galaxy S24 (Family)"
 
@@ -220,8 +222,9 @@ def test_bad_options_stop_before_any_request(client, encoder, quantized, tmp_pat
     ctx = Context()
 
     def run(src, **opts):
-        return hub.compile_on_hub(formats.detect(src), {"hub_device": S24, **opts},
-                                  tmp_path, ctx, client=client)
+        # As compile_npu does: the options parsed first, then the hub job.
+        parsed = parse(COMPILE_OPTIONS, {"hub_device": S24, **opts}, backend="qnn", operation="compile")
+        return hub.compile_on_hub(formats.detect(src), parsed, tmp_path, ctx, client=client)
 
     with pytest.raises(UserError, match="soc_model describe the local HTP target"):
         run(quantized("a8w8"), soc_model="60")
@@ -229,7 +232,7 @@ def test_bad_options_stop_before_any_request(client, encoder, quantized, tmp_pat
         run(quantized("a8w8"), hub_options="--target_runtime tflite")
     with pytest.raises(UserError, match="dynamic dimensions"):
         run(encoder)  # the uploaded graph must be static, as for a local compile
-    with pytest.raises(UserError, match="hub_timeout=0 must be at least 1"):
+    with pytest.raises(UserError, match="qnn compile: option hub_timeout=0 is not valid"):
         run(quantized("a8w8"), hub_timeout="0")
     assert client.calls == []
     with pytest.raises(UserError, match="apply to Qualcomm AI Hub jobs only"):

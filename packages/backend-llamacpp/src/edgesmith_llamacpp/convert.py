@@ -15,19 +15,12 @@ from typing import Any
 from edgesmith import childproc
 from edgesmith.claim import disk_full, full_disk_error
 from edgesmith.errors import BackendError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context
 
 from . import ggufinfo
-from .plugin import NAME
-from .schemes import CONVERT_DTYPES
 
 ENTRY = "model.gguf"
-CONVERT_OPTIONS = (
-    Option("dtype", "dtype", "weight type the converter writes (smaller types: convert to f16, "
-           "then `edgesmith quantize`)", default="f16", choices=CONVERT_DTYPES),
-)
 
 #: Keep the converter (transformers, hub client) offline and quiet.
 _CHILD_ENV = {
@@ -55,8 +48,10 @@ def _check_checkpoint(model: Path) -> None:
         )
 
 
-def hf_to_gguf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    dtype = parse(CONVERT_OPTIONS, options, backend=NAME, operation="convert to gguf")["dtype"]
+def hf_to_gguf(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert hf->gguf``; ``options`` are parsed by the core
+    (:data:`edgesmith_llamacpp.options.CONVERT_OPTIONS`)."""
+    dtype = options["dtype"]
     model = source.path
     _check_checkpoint(model)
     outfile = output / ENTRY

@@ -19,16 +19,9 @@ from typing import Any
 
 from edgesmith import gguffile
 from edgesmith.errors import UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import hftokenizer
-from .plugin import NAME
-
-EXPORT_OPTIONS = (
-    Option("dtype", "dtype", "weight type of the safetensors written", default="f16",
-           choices=("f16", "bf16", "f32")),
-)
 
 
 def _supported_architectures() -> tuple[str, ...]:
@@ -42,8 +35,10 @@ _VOCAB_KEYS = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml
                "tokenizer.ggml.merges"}
 
 
-def gguf_to_hf(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    dtype = parse(EXPORT_OPTIONS, options, backend=NAME, operation="convert to hf")["dtype"]
+def gguf_to_hf(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert gguf->hf``; ``options`` are parsed by the core
+    (:data:`edgesmith_llamacpp.options.EXPORT_OPTIONS`)."""
+    dtype = options["dtype"]
     path = source.main_file
     layout = gguffile.read(path)
     meta = layout.values

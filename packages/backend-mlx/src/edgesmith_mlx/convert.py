@@ -7,22 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import mlxio
 from .schemes import MX_DTYPES
 
-#: ``-O KEY=VALUE`` settings of convert (``--dtype`` sets ``dtype``).
-OPTIONS = (
-    Option("dtype", "dtype", "weights of the result (default: the checkpoint's dtype, else float16)",
-           choices=tuple(MX_DTYPES)),
-)
 
-
-def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = parse(OPTIONS, options, backend="mlx", operation="convert")
-    dtype = MX_DTYPES.get(opts.get("dtype"))
+def convert(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert hf->mlx`` and ``convert mlx``; ``options`` are parsed
+    by the core (:data:`edgesmith_mlx.options.CONVERT`)."""
+    dtype = MX_DTYPES.get(options.get("dtype"))
     src = source.directory
     config_in = mlxio.read_config(src)
     quantized = mlxio.existing_quantization(config_in)

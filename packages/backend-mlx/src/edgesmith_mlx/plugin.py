@@ -1,21 +1,23 @@
-"""edgesmith hooks for MLX. Importing this module never imports MLX or mlx-lm."""
+"""What the MLX backend declares: its operations, their options and handlers.
+
+Importing this module never imports MLX, mlx-lm or numpy; each handler is
+named as ``"module:function"`` and imported only when its operation runs.
+"""
 
 from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
 
 from edgesmith.hookspecs import hookimpl
-from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
+from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
+from .options import CONVERT, LOAD, QUANTIZE
 from .schemes import SCHEMES
 
 NAME = "mlx"
-_SOURCES = ("hf", "mlx")
 
 
 def _apple_silicon() -> bool:
@@ -51,6 +53,30 @@ def _check() -> str | None:
     return None
 
 
+def operations() -> tuple[Operation, ...]:
+    """Every operation, in the order ``edgesmith backends mlx`` lists them."""
+    convert, quantize = "edgesmith_mlx.convert:convert", "edgesmith_mlx.quantize:quantize"
+    return (
+        Operation("convert", "hf", convert, format="mlx", options=CONVERT,
+                  summary="Hugging Face safetensors checkpoint to an MLX directory (f16, bf16, f32)"),
+        Operation("convert", "mlx", convert, options=CONVERT,
+                  summary="change the dtype of an MLX model, or dequantize a quantized one"),
+        # hf -> mlx in one step is what mlx_lm.convert -q does; mlx -> mlx
+        # quantizes a float MLX directory (a quantized one must be dequantized).
+        Operation("quantize", "hf", quantize, format="mlx", options=QUANTIZE, schemes=SCHEMES,
+                  summary="a Hugging Face checkpoint straight to quantized MLX: 2-8 bit affine, "
+                  "mxfp4/nvfp4/mxfp8, mixed recipes; gptq/awq from --calibration text"),
+        Operation("quantize", "mlx", quantize, options=QUANTIZE, schemes=SCHEMES,
+                  summary="a float MLX model: 2-8 bit affine, mxfp4/nvfp4/mxfp8, mixed recipes; "
+                  "gptq/awq from --calibration text"),
+        # mlx-lm could also run a float HF checkpoint directly, but declaring
+        # "load hf" would make MLX the default runner of every HF directory; convert first.
+        Operation("load", "mlx", "edgesmith_mlx.runner:load", options=LOAD,
+                  devices=("cpu", "gpu") if _apple_silicon() else ("cpu",),
+                  summary="generate and score with mlx-lm (Metal on Apple silicon, CPU on Linux)"),
+    )
+
+
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
@@ -58,15 +84,7 @@ def edgesmith_backend() -> BackendInfo:
         version=__version__,
         summary="Apple MLX via mlx-lm: MLX safetensors, 2-8 bit affine and mxfp4/nvfp4/mxfp8; "
         "Metal on Apple silicon, CPU on Linux",
-        converts=[("hf", "mlx"), ("mlx", "mlx")],
-        # hf -> mlx in one step is what mlx_lm.convert -q does; mlx -> mlx
-        # quantizes a float MLX directory (a quantized one must be dequantized).
-        quantizes=[("hf", "mlx"), ("mlx", "mlx")],
-        # mlx-lm could also run a float HF checkpoint directly, but claiming
-        # "hf" would make MLX the default runner of every HF directory; convert first.
-        runs=["mlx"],
-        schemes=SCHEMES,
-        devices=("cpu", "gpu") if _apple_silicon() else ("cpu",),
+        operations=operations(),
         libraries=("mlx", "mlx-lm", "mlx-cpu", "mlx-metal", "transformers"),
         notes={
             "compile": "MLX has no ahead-of-time compile artifact: it compiles kernels lazily at "
@@ -74,32 +92,3 @@ def edgesmith_backend() -> BackendInfo:
         },
         check=_check,
     )
-
-
-@hookimpl
-def edgesmith_convert(source: Artifact, target: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    if target != "mlx" or source.format not in _SOURCES:
-        return None
-    from .convert import convert
-
-    return convert(source, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
-                       ctx: Context) -> Artifact | None:
-    if source.format not in _SOURCES:
-        return None
-    from .quantize import quantize
-
-    return quantize(source, spec, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_run(artifact: Artifact, options: Mapping[str, str], ctx: Context):
-    if artifact.format != "mlx":
-        return None
-    from .runner import load
-
-    return load(artifact, options, ctx)

@@ -10,31 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import mlxio
-from .calibrate import MIN_TOKENS
-from .schemes import MODES, MX_DTYPES, RECIPES, Plan, plan
-
-#: ``-O KEY=VALUE`` settings of quantize.
-OPTIONS = (
-    Option("mode", "choice", "quantization mode (same as --scheme)", choices=MODES),
-    Option("recipe", "choice", "mlx-lm's mixed-precision recipe (same as --scheme)", choices=RECIPES),
-    Option("dtype", "dtype", "dtype of the scales and unquantized weights (default: the model's, "
-           "else float16)", choices=tuple(MX_DTYPES)),
-    Option("indivisible", "choice", "a layer whose input size the group size does not divide: "
-           "error, or skip it (leave it in float)", default="error", choices=("error", "skip")),
-    Option("calibration_samples", "int", "calibration sequences (gptq/awq)", default=32, min=1, max=4096),
-    Option("calibration_length", "int", "tokens per calibration sequence (gptq/awq)", default=256,
-           min=MIN_TOKENS, max=32768),
-)
+from .schemes import MODES, Plan, plan
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
+    """Handler of ``quantize hf->mlx`` and ``quantize mlx``; ``options`` are
+    parsed by the core (:data:`edgesmith_mlx.options.QUANTIZE`)."""
     # Every refusal happens before MLX is touched.
-    p = plan(spec, parse(OPTIONS, options, backend="mlx", operation="quantize"))
+    p = plan(spec, options)
     src = source.directory
     already = mlxio.existing_quantization(mlxio.read_config(src))
     requantize = bool(getattr(ctx, "allow_requantize", False))

@@ -10,25 +10,16 @@ import attrs
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest, RunResult
 
 from . import mlxio
 from .schemes import MX_DTYPES
 
-#: ``-O KEY=VALUE`` settings of run.
-OPTIONS = (
-    Option("device", "choice", "gpu = Metal, Apple silicon only (default: MLX's default device)",
-           choices=("cpu", "gpu")),
-    Option("prefill_step", "int", "prompt tokens per prefill chunk", default=2048, min=1, max=65536),
-    Option("dtype", "dtype", "compute dtype of the float weights; auto: float32 on the CPU, the "
-           "model's own on the GPU", default="auto", choices=("auto", *MX_DTYPES)),
-)
 
-
-def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> MlxRunner:
-    opts = parse(OPTIONS, options, backend="mlx", operation="run")
+def load(artifact: Artifact, opts: Mapping[str, Any], ctx: Context) -> MlxRunner:
+    """Handler of ``load mlx``; ``opts`` are parsed by the core
+    (:data:`edgesmith_mlx.options.LOAD`)."""
     mlxio.quiet_hub()
     import mlx.core as mx
 

@@ -70,8 +70,8 @@ class Plan:
 
 
 def plan(spec: QuantSpec, options: Mapping[str, Any]) -> Plan:
-    """Map ``spec`` and the parsed ``options`` (see ``quantize.OPTIONS``) onto
-    MLX, refusing what MLX cannot honour."""
+    """Map ``spec`` and the parsed ``options`` (:data:`edgesmith_mlx.options.QUANTIZE`,
+    defaults filled) onto MLX, refusing what MLX cannot honour."""
     native = spec.native.strip().lower() if spec.native else None
     mode = options.get("mode")
     recipe = options.get("recipe")

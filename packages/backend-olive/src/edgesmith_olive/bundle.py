@@ -58,6 +58,11 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def is_genai(directory: Path) -> bool:
+    """Whether ``directory`` holds an ONNX Runtime GenAI bundle (its genai_config.json)."""
+    return (Path(directory) / GENAI_CONFIG).is_file()
+
+
 def genai_dir(directory: Path) -> Path:
     """Check that ``directory`` is a GenAI bundle; return it."""
     cfg = directory / GENAI_CONFIG

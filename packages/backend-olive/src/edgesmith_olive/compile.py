@@ -17,27 +17,20 @@ import statistics
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from edgesmith.errors import UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import bundle
-
-LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-#: ``-O KEY=VALUE`` settings of compile.
-OPTIONS = (
-    Option("level", "choice", "ONNX Runtime graph optimization level; all ties the result to this "
-           "CPU's instruction set", default="extended", choices=tuple(LEVELS)),
-    Option("provider", "choice", "execution provider (CPU only here)", default="cpu", choices=("cpu",)),
-    Option("measure", "bool", "time loading the source and the result, into the manifest", default=False),
-)
+from .options import LEVELS
 
 
-def compile_bundle(source: Artifact, device: str, options: Mapping[str, str], output: Path,
+def compile_bundle(source: Artifact, device: str, options: Mapping[str, Any], output: Path,
                    ctx: Context) -> Artifact:
-    opts = parse(OPTIONS, options, backend="olive", operation="compile")
-    level, provider, measure = opts["level"], opts["provider"], opts["measure"]
+    """Handler of ``compile onnx``; ``options`` are parsed by the core
+    (:data:`edgesmith_olive.options.COMPILE`)."""
+    level, provider, measure = options["level"], options["provider"], options["measure"]
     src_dir = bundle.genai_dir(Path(source.directory))
     cfg = bundle.read_json(src_dir / bundle.GENAI_CONFIG)
     session_options = cfg["model"]["decoder"].get("session_options") or {}

@@ -6,28 +6,16 @@ import importlib.util
 import re
 from collections.abc import Mapping
 from pathlib import Path
-
-import attrs
+from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 from edgesmith.weights import HeaderError, read_header
 
 from . import bundle, workflow
-from .schemes import ACCURACY_LEVEL, check_block_size
+from .options import CONVERT_ACCURACY_LEVEL, CONVERT_BLOCK_SIZE, PRECISIONS
+from .schemes import check_block_size
 
-#: Canonical dtype (edgesmith.options) -> the ModelBuilder's precision name.
-PRECISIONS = {"f32": "fp32", "f16": "fp16", "int4": "int4"}
-#: ``-O KEY=VALUE`` settings of convert (``--dtype`` sets ``dtype``).
-OPTIONS = (
-    Option("dtype", "dtype", "weights of the result; int4 is the builder's RTN", default="f32",
-           choices=tuple(PRECISIONS)),
-    workflow.PROVIDER,
-    Option("block_size", "int", "int4 only: weights per quantization block (a power of two)",
-           default=32, min=16, max=256),
-    attrs.evolve(ACCURACY_LEVEL, help="int4 only: " + ACCURACY_LEVEL.help),
-)
 #: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
@@ -117,14 +105,16 @@ def _lm_head_clash(cfg: dict) -> str | None:
     return None
 
 
-def convert(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    given = parse(OPTIONS, options, backend="olive", operation="convert", defaults=False)
-    opts = {o.name: o.default for o in OPTIONS} | given
-    dtype, provider = PRECISIONS[opts["dtype"]], opts["provider"]
-    check_block_size(opts["block_size"], f"olive convert: option block_size={opts['block_size']}")
-    if dtype != "int4" and ("block_size" in given or "accuracy_level" in given):
-        raise UserError("olive convert: options block_size/accuracy_level apply to dtype int4 only; "
-                        "drop them or add --dtype int4")
+def convert(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert hf->onnx``; ``options`` are parsed by the core
+    (:data:`edgesmith_olive.options.CONVERT`)."""
+    dtype, provider = PRECISIONS[options["dtype"]], options["provider"]
+    block = options.get("block_size", CONVERT_BLOCK_SIZE)
+    check_block_size(block, f"olive convert hf->onnx: option block_size={block}")
+    if dtype != "int4" and ("block_size" in options or "accuracy_level" in options):
+        raise UserError("olive convert hf->onnx: options block_size/accuracy_level apply to dtype int4 "
+                        "only; drop them or add --dtype int4")
+    opts = {"block_size": block, "accuracy_level": options.get("accuracy_level", CONVERT_ACCURACY_LEVEL)}
     arch = _check_source(source, ctx)
 
     # hf_remote=False: the builder otherwise loads configs with trust_remote_code=True.

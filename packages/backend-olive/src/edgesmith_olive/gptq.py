@@ -19,23 +19,16 @@ import hashlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import bundle, workflow
 from .convert import _check_source
-from .schemes import ACCURACY_LEVEL, check_block_size
+from .schemes import check_block_size
 from .static import unique_loader
 
-#: ``-O KEY=VALUE`` settings of quantize from a Hugging Face checkpoint (GPTQ).
-OPTIONS = (
-    ACCURACY_LEVEL,
-    workflow.PROVIDER,
-    Option("seq_len", "int", "tokens per calibration window", default=512, min=8, max=32768),
-    Option("samples", "int", "most calibration windows used", default=128, min=1, max=4096),
-)
 SCRIPT_NAME = "olive_calibration.py"
 TEXT_NAME = "calibration.txt"
 LOADER = "edgesmith_text_calibration"
@@ -94,9 +87,9 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
-    """Settings of the GPTQ job, checked before any work."""
-    opts = parse(OPTIONS, options, backend="olive", operation="quantize (gptq)")
+def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> dict:
+    """Settings of the GPTQ job from ``spec`` and the parsed options
+    (:data:`edgesmith_olive.options.GPTQ`), checked before any work."""
     method = (spec.method or "gptq").lower()
     if spec.native and spec.native.lower() != "int4_gptq":
         raise UnsupportedError(
@@ -128,8 +121,10 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> dict:
     return {"block_size": block, "symmetric": symmetric, **opts}
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
+    """Handler of ``quantize hf`` (GPTQ int4 into a GenAI bundle); ``options``
+    are parsed by the core (:data:`edgesmith_olive.options.GPTQ`)."""
     settings = plan(spec, options)
     provider = settings["provider"]
     src = Path(source.path)

@@ -1,23 +1,22 @@
-"""Hook implementations: what the Olive backend declares and where each job goes.
+"""What the Olive backend declares: its operations, their options and handlers.
 
-Nothing heavy is imported here: ``edgesmith backends`` lists this backend
-without touching Olive, ONNX Runtime or torch.
+Nothing heavy is imported here (not even numpy): ``edgesmith backends`` lists
+this backend without touching Olive, ONNX Runtime or torch. Each handler is
+named as ``"module:function"`` and imported only when its operation runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
-from pathlib import Path
 
 from edgesmith.hookspecs import hookimpl
-from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
+from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
-from .schemes import SCHEMES
+from .options import BUNDLE, COMPILE, CONVERT, GPTQ, LOAD, STATIC
+from .schemes import BUNDLE_SCHEMES, GPTQ_SCHEMES
 
 NAME = "olive"
-PROVIDERS = ("cpu", "cuda", "dml", "qnn", "openvino", "webgpu")
 
 #: Import name -> distribution, for the availability check.
 _NEEDS = {
@@ -37,63 +36,38 @@ def _check() -> str | None:
     return None
 
 
+#: Every operation, in the order ``edgesmith backends olive`` lists them.
+OPERATIONS = (
+    Operation("convert", "hf", "edgesmith_olive.convert:convert", format="onnx", options=CONVERT,
+              summary="Hugging Face causal LM to an ONNX Runtime GenAI bundle (ModelBuilder: "
+              "f32, f16, int4 RTN) for the provider of your choice"),
+    Operation("quantize", "onnx", "edgesmith_olive.quantize:quantize", options=BUNDLE,
+              schemes=BUNDLE_SCHEMES, variant="bundle",
+              summary="a GenAI bundle, weight-only: int4 RTN/HQQ, int8 (MatMulNBits), int8 dynamic, "
+              "fp16"),
+    Operation("quantize", "onnx", "edgesmith_olive.static:quantize", options=STATIC, activations=True,
+              variant="static",
+              summary="static QDQ (--activation-bits 8/16, --calibration DIR of NAME.npy) of ONNX "
+              "models that are not GenAI bundles (encoders, vision)"),
+    Operation("quantize", "hf", "edgesmith_olive.gptq:quantize", format="onnx", options=GPTQ,
+              schemes=GPTQ_SCHEMES, variant="gptq",
+              summary="GPTQ int4 from --calibration text, packed into a GenAI bundle"),
+    Operation("compile", "onnx", "edgesmith_olive.compile:compile_bundle", options=COMPILE,
+              devices=("cpu", "auto"),
+              summary="ahead-of-time ONNX Runtime graph optimization of a GenAI bundle"),
+    Operation("load", "onnx", "edgesmith_olive.runner:load", options=LOAD, devices=("cpu",),
+              summary="runs GenAI bundles (generate) and plain ONNX graphs (--input NAME=FILE.npy) "
+              "on the CPU"),
+)
+
+
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
         name=NAME,
         version=__version__,
         summary="Olive workflows to ONNX Runtime GenAI bundles (int4 RTN/HQQ/GPTQ, int8, fp16) and static QDQ for other ONNX models",
-        converts=[("hf", "onnx")],
-        quantizes=[("onnx", "onnx"), ("hf", "onnx")],
-        compiles=[("onnx", "onnx")],
-        runs=["onnx"],
-        schemes=tuple(SCHEMES),
-        devices=("cpu", "auto"),
+        operations=OPERATIONS,
         libraries=("olive-ai", "onnxruntime", "onnxruntime-genai", "onnx", "transformers", "torch"),
-        notes={"run": "runs ONNX Runtime GenAI bundles (generate) and plain ONNX graphs (--input NAME=FILE.npy)",
-               "quantize": "hf -> onnx is GPTQ int4 from --calibration text; onnx -> onnx is weight-only "
-                           "for GenAI bundles, static QDQ (--activation-bits) for other ONNX models"},
         check=_check,
     )
-
-
-@hookimpl
-def edgesmith_convert(
-    source: Artifact, target: str, options: Mapping[str, str], output: Path, ctx: Context
-) -> Artifact | None:
-    if source.format != "hf" or target != "onnx":
-        return None
-    from .convert import convert
-
-    return convert(source, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_quantize(
-    source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path, ctx: Context
-) -> Artifact | None:
-    if source.format not in ("onnx", "hf"):
-        return None
-    from .quantize import quantize
-
-    return quantize(source, spec, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_compile(
-    source: Artifact, device: str, options: Mapping[str, str], output: Path, ctx: Context
-) -> Artifact | None:
-    if source.format != "onnx" or device not in ("cpu", "auto"):
-        return None
-    from .compile import compile_bundle
-
-    return compile_bundle(source, device, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_run(artifact: Artifact, options: Mapping[str, str], ctx: Context):
-    if artifact.format != "onnx":
-        return None
-    from .runner import load
-
-    return load(artifact, options, ctx)

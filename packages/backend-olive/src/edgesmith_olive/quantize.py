@@ -1,8 +1,9 @@
 """ONNX GenAI bundle -> quantized GenAI bundle through one Olive ONNX pass.
 
-Two other routes start here: a Hugging Face checkpoint goes to GPTQ
-(``gptq.py``), and an ONNX model that is not a GenAI bundle to static QDQ
-(``static.py``).
+This is the weight-only ``quantize onnx`` operation. The backend declares two
+other quantize operations with their own handlers: GPTQ from a Hugging Face
+checkpoint (``gptq.py``) and static QDQ of ONNX models that are not GenAI
+bundles (``static.py``, chosen by the core for ``--activation-bits``).
 
 Olive's weight-only passes (RTN, HQQ) rename the output of every MatMul they
 quantize, the graph output ``logits`` included (``logits_Q4``), which
@@ -17,23 +18,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import bundle, workflow
 from .convert import external_data
-from .schemes import ACCURACY_LEVEL, SCHEMES, check_block_size
+from .schemes import SCHEMES, check_block_size
 
-#: ``-O KEY=VALUE`` settings of quantize for a GenAI bundle (weight-only, dynamic, fp16).
-OPTIONS = (
-    attrs.evolve(ACCURACY_LEVEL, default=None, min=0,
-                 help="rtn/hqq only: " + ACCURACY_LEVEL.help + "; 0 unset (default: 4 on the CPU provider, "
-                 "else unset)"),
-    workflow.PROVIDER,
-)
+#: How errors name this operation (the core's label for it).
+LABEL = "olive quantize onnx (bundle)"
+#: A plain ONNX graph given to the weight-only path.
+NOT_A_BUNDLE = ("this ONNX model is not an ONNX Runtime GenAI bundle; quantize it statically with "
+                "--activation-bits 8 (or 16) --calibration DIR")
+#: A GenAI bundle given to the static path.
+STATIC_IS_NOT_FOR_BUNDLES = ("static activation quantization (QDQ) is for ONNX models that are not LLMs; "
+                             "for GenAI bundles use weight-only --bits 4/8")
 #: Ops that mark a graph as already quantized.
 _QUANT_OPS = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul", "GatherBlockQuantized",
               "QuantizeLinear", "DequantizeLinear", "MatMulBnb4", "QLinearMatMul"}
@@ -72,8 +71,8 @@ def _resolve(spec: QuantSpec) -> tuple[int, str]:
 
 
 def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], dict]:
-    """The Olive passes for ``spec`` and the parsed ``options`` (see :data:`OPTIONS`),
-    and the facts for the manifest."""
+    """The Olive passes for ``spec`` and the parsed ``options``
+    (:data:`edgesmith_olive.options.BUNDLE`), and the facts for the manifest."""
     bits, method = _resolve(spec)
     if method in ("gptq", "awq"):
         # GPTQ needs the float PyTorch weights, which a bundle no longer has.
@@ -82,10 +81,7 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], 
             "quantize HF_MODEL_DIR --bits 4 --method gptq --calibration FILE.txt --backend olive -o OUT"
         )
     if spec.activation_bits is not None:
-        raise UnsupportedError(
-            "static activation quantization (QDQ) is for ONNX models that are not LLMs; "
-            "for GenAI bundles use weight-only --bits 4/8"
-        )
+        raise UnsupportedError(STATIC_IS_NOT_FOR_BUNDLES)
     if spec.ratio is not None and spec.ratio != 1:
         raise UnsupportedError("olive quantizes every MatMul; mixed --ratio is not supported")
     if spec.calibration is not None:
@@ -98,7 +94,7 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], 
         raise UnsupportedError(f"--group-size applies to weight-only rtn/hqq, not {method}; drop it")
     level = options.get("accuracy_level")
     if level is not None and not weight_only:
-        raise UserError(f"olive quantize (bundle): option accuracy_level applies to weight-only rtn/hqq, "
+        raise UserError(f"{LABEL}: option accuracy_level applies to weight-only rtn/hqq, "
                         f"not {method}; drop it")
     if level is None and weight_only and options["provider"] == "cpu":
         # Unset (0) means float32 activations. ONNX Runtime 1.32's CPU kernels
@@ -154,22 +150,17 @@ def _already_quantized(model: Path) -> set[str]:
     return found | ({"float16 weights"} if fp16 else set())
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
-    if source.format == "hf":
-        from .gptq import quantize as gptq_quantize
-
-        return gptq_quantize(source, spec, options, output, ctx)
+    """Handler of the weight-only ``quantize onnx`` (a GenAI bundle); ``options``
+    are parsed by the core (:data:`edgesmith_olive.options.BUNDLE`)."""
     src_dir = Path(source.directory)
-    from .static import is_genai
-
-    if not is_genai(src_dir):
-        from .static import quantize as static_quantize
-
-        return static_quantize(source, spec, options, output, ctx)
-    opts = parse(OPTIONS, options, backend="olive", operation="quantize (bundle)")
-    passes, details = plan(spec, opts)
-    provider = opts["provider"]
+    if not bundle.is_genai(src_dir):
+        # An encoder or vision graph: the static operation takes it, which the
+        # core picks only for a request with activation bits.
+        raise UserError(NOT_A_BUNDLE)
+    passes, details = plan(spec, options)
+    provider = options["provider"]
     bundle.genai_dir(src_dir)
     model_name = bundle.decoder_file(src_dir)
     quantized = _already_quantized(src_dir / model_name)

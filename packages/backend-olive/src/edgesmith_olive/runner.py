@@ -16,21 +16,16 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UserError
-from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import bundle
 
-#: ``-O KEY=VALUE`` settings of run.
-OPTIONS = (
-    Option("provider", "choice", "execution provider (this build runs on the CPU only)", default="cpu",
-           choices=("cpu",)),
-)
 
-
-def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner:
-    parse(OPTIONS, options, backend="olive", operation="run")
+def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> Runner:
+    """Handler of ``load onnx``: a GenAI bundle generates, a plain graph runs
+    through ``infer``. ``options`` (:data:`edgesmith_olive.options.LOAD`, the
+    CPU provider only) are parsed by the core."""
     directory = Path(artifact.directory)
     if not (directory / bundle.GENAI_CONFIG).is_file():
         # Not a GenAI bundle: an encoder or vision graph, run through ONNX Runtime.

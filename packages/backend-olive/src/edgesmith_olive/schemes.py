@@ -8,7 +8,6 @@ from __future__ import annotations
 import attrs
 
 from edgesmith.errors import UserError
-from edgesmith.options import Option
 
 
 @attrs.frozen
@@ -34,11 +33,12 @@ SCHEMES = {
     "fp16": (16, "fp16", "float16 weights, float32 inputs/outputs"),
 }
 
-BLOCK_SIZES = (16, 32, 64, 128, 256)
+#: Schemes of the GPTQ path (from a Hugging Face checkpoint); the others are
+#: those of a GenAI bundle (weight-only, dynamic int8, fp16).
+GPTQ_SCHEMES = tuple(k for k, (_, method, _) in SCHEMES.items() if method == "gptq")
+BUNDLE_SCHEMES = tuple(k for k in SCHEMES if k not in GPTQ_SCHEMES)
 
-#: MatMulNBits accuracy level: the lowest precision of the activations in the matmul.
-ACCURACY_LEVEL = Option("accuracy_level", "int", "lowest precision MatMulNBits computes in: "
-                        "1 fp32, 2 fp16, 3 bf16, 4 int8", default=4, min=1, max=4)
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 def check_block_size(block: int, given_as: str) -> int:

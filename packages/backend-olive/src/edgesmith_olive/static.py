@@ -14,32 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 from edgesmith.util import input_files
 
 from . import bundle, workflow
 from .convert import external_data
+from .options import CALIBRATE_METHODS
+from .quantize import NOT_A_BUNDLE, STATIC_IS_NOT_FOR_BUNDLES, _already_quantized
 
 SCRIPT_NAME = "olive_calibration.py"
 LOADER = "edgesmith_npy_calibration"
 #: Models bigger than this keep their weights in model.onnx.data.
 EXTERNAL_ABOVE = 1_500_000_000
-CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-#: ``-O KEY=VALUE`` settings of quantize for ONNX models that are not GenAI bundles (static QDQ).
-OPTIONS = (
-    workflow.PROVIDER,
-    Option("per_channel", "bool", "per-channel weight scales", default=True),
-    Option("calibrate_method", "choice", "how activation ranges are chosen", default="minmax",
-           choices=tuple(CALIBRATE_METHODS)),
-    Option("samples", "int", "most calibration samples used (default: all)", min=1, max=100_000),
-    Option("activation_type", "choice", "unsigned (asymmetric) or signed activations", default="uint",
-           choices=("uint", "int")),
-)
 
 _SCRIPT = '''"""Calibration inputs for Olive's OnnxStaticQuantization, written by edgesmith-olive.
 
@@ -91,8 +82,7 @@ def _weight_bytes(model: Path) -> int:
     return total
 
 
-def is_genai(directory: Path) -> bool:
-    return (directory / bundle.GENAI_CONFIG).is_file()
+is_genai = bundle.is_genai
 
 
 def graph_inputs(model: Path) -> dict[str, tuple[list[int | None], type]]:
@@ -143,13 +133,12 @@ def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None
     return count
 
 
-def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
-    """The OnnxStaticQuantization settings (without data config) and the manifest facts."""
-    opts = parse(OPTIONS, options, backend="olive", operation="quantize (static)")
+def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> tuple[dict, dict]:
+    """The OnnxStaticQuantization settings (without data config) and the manifest facts,
+    from ``spec`` and the parsed options (:data:`edgesmith_olive.options.STATIC`)."""
     act = spec.activation_bits
     if act is None:
-        raise UserError("this ONNX model is not an ONNX Runtime GenAI bundle; quantize it statically with "
-                        "--activation-bits 8 (or 16) --calibration DIR")
+        raise UserError(NOT_A_BUNDLE)
     if act not in (8, 16):
         raise UnsupportedError(f"static QDQ activations are 8 or 16 bits, not {act}; use --activation-bits 8")
     bits = spec.bits if spec.bits is not None else 8
@@ -184,8 +173,13 @@ def plan(spec: QuantSpec, options: Mapping[str, str]) -> tuple[dict, dict]:
     return conf, {**details, "_samples": opts.get("samples"), "_provider": opts["provider"]}
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
+    """Handler of the static (activation) ``quantize onnx``; ``options`` are
+    parsed by the core (:data:`edgesmith_olive.options.STATIC`)."""
+    if is_genai(Path(source.directory)):
+        # The core sends --activation-bits here; an LLM bundle takes weight-only.
+        raise UnsupportedError(STATIC_IS_NOT_FOR_BUNDLES)
     conf, details = plan(spec, options)
     samples, provider = details.pop("_samples"), details.pop("_provider")
     model_file = Path(source.main_file)
@@ -194,8 +188,6 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], outp
     specs = graph_inputs(model_file)
     calib = Path(spec.calibration).resolve()
     count = check_calibration(calib, specs)
-    from .quantize import _already_quantized
-
     found = _already_quantized(model_file)
     if found and not ctx.allow_requantize:
         raise UserError(f"{model_file} is already quantized ({', '.join(sorted(found))}); "

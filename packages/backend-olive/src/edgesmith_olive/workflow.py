@@ -22,11 +22,11 @@ from typing import Any
 
 from edgesmith.errors import BackendError
 from edgesmith.manifest import TMP_MARK
-from edgesmith.options import Option
 from edgesmith.types import Context
 
 from . import workarounds
 from .offline import offline_env, silence_olive_telemetry
+from .options import PROVIDERS
 
 CONFIG_NAME = "olive_config.json"
 LOG_NAME = "olive.log"
@@ -44,18 +44,6 @@ def reproduce(*extra: str) -> str:
 #: Scratch folder inside the output; removed once the model is moved out of it.
 WORK_DIR = ".olive-work"
 
-#: edgesmith provider name -> (Olive device, ONNX Runtime execution provider).
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "cpu": ("cpu", "CPUExecutionProvider"),
-    "cuda": ("gpu", "CUDAExecutionProvider"),
-    "dml": ("gpu", "DmlExecutionProvider"),
-    "webgpu": ("gpu", "WebGpuExecutionProvider"),
-    "qnn": ("npu", "QNNExecutionProvider"),
-    "openvino": ("cpu", "OpenVINOExecutionProvider"),
-}
-#: The ``provider`` option of every operation that runs a workflow.
-PROVIDER = Option("provider", "choice", "execution provider the result is built for",
-                  default="cpu", choices=tuple(PROVIDERS))
 
 
 def build_config(

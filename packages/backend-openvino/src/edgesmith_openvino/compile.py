@@ -19,32 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import stack
-from .plugin import NAME
+from .options import NPU_MAX_PROMPT_LEN, NPU_MIN_RESPONSE_LEN
 from .runner import COMPILED_INFO
 
-#: Longest static prompt/answer an NPU LLM is compiled for (a sanity bound).
-MAX_TOKENS = 1 << 20
-#: openvino-genai's NPU defaults, passed explicitly so the manifest records them.
-NPU_MAX_PROMPT_LEN = 1024
-NPU_MIN_RESPONSE_LEN = 128
-COMPILE_OPTIONS = (
-    Option("performance_hint", "choice", "what the device optimizes for", default="LATENCY",
-           choices=("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
-    Option("inference_precision", "dtype", "execution precision (device default when unset)",
-           choices=("f32", "bf16", "f16")),
-    Option("num_streams", "int", "parallel inference streams (device default when unset)",
-           min=1, max=256),
-    Option("max_prompt_len", "int", "NPU only: the static prompt length the LLM is compiled for "
-           f"(default {NPU_MAX_PROMPT_LEN})", min=1, max=MAX_TOKENS),
-    Option("min_response_len", "int", "NPU only: tokens reserved for the answer "
-           f"(default {NPU_MIN_RESPONSE_LEN})", min=1, max=MAX_TOKENS),
-    Option("genai_cache", "bool", "fill openvino-genai's model cache in the output (default: on "
-           "except on CPU, where loading from the cache measured slower than compiling)"),
-)
 BLOB = "openvino_model.blob"
 GENAI_CACHE = "model_cache"
 
@@ -72,9 +52,10 @@ def properties(opts: Mapping[str, Any], dev: str) -> dict[str, Any]:
     return props
 
 
-def compile_ir(source: Artifact, device: str, options: Mapping[str, str], output: Path,
+def compile_ir(source: Artifact, device: str, opts: Mapping[str, Any], output: Path,
                ctx: Context) -> Artifact:
-    opts = parse(COMPILE_OPTIONS, options, backend=NAME, operation="compile")
+    """Handler of ``compile openvino``; ``opts`` are parsed by the core
+    (:data:`edgesmith_openvino.options.COMPILE_OPTIONS`)."""
     xml = stack.ir_file(source)
     core = stack.core()
     dev = check_device(core, device)

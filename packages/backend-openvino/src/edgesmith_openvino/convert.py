@@ -8,21 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context
 
 from . import stack
-from .plugin import NAME
+from .options import IR_DTYPES
 
-HF_OPTIONS = (
-    Option("dtype", "dtype", "weight precision of the IR", default="f16", choices=("f16", "f32")),
-    Option("task", "str", "optimum export task", default="text-generation-with-past"),
-)
-ONNX_OPTIONS = (
-    Option("dtype", "dtype", "weight precision of the IR", default="f32", choices=("f32", "f16")),
-)
-#: The shared dtype names as OpenVINO spells them (optimum's --weight-format, the manifest).
-_IR_DTYPE = {"f16": "fp16", "f32": "fp32"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -36,9 +26,10 @@ def _hf_config(source: Path) -> dict[str, Any]:
     return cfg
 
 
-def hf_to_ir(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = parse(HF_OPTIONS, options, backend=NAME, operation="convert from hf")
-    dtype, task = _IR_DTYPE[opts["dtype"]], opts["task"]
+def hf_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert hf->openvino``; ``opts`` are parsed by the core
+    (:data:`edgesmith_openvino.options.HF_OPTIONS`)."""
+    dtype, task = IR_DTYPES[opts["dtype"]], opts["task"]
     src = Path(source.path)
     cfg = _hf_config(src)
     if not any((src / n).exists() for n in TOKENIZER_FILES):
@@ -109,8 +100,10 @@ def convert_tokenizer(src: Path, output: Path, ctx: Context) -> dict[str, Any]:
             "chat_template": bool(getattr(hf_tok, "chat_template", None))}
 
 
-def onnx_to_ir(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    dtype = _IR_DTYPE[parse(ONNX_OPTIONS, options, backend=NAME, operation="convert from onnx")["dtype"]]
+def onnx_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert onnx->openvino``; ``opts`` are parsed by the core
+    (:data:`edgesmith_openvino.options.ONNX_OPTIONS`)."""
+    dtype = IR_DTYPES[opts["dtype"]]
     path = Path(source.main_file)
     ctx.progress("converting ONNX to OpenVINO IR", None, None)
     ov = stack.ov()

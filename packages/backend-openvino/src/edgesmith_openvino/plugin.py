@@ -1,17 +1,22 @@
-"""edgesmith hooks for OpenVINO. Importing this module imports no vendor library."""
+"""What the OpenVINO backend declares: its operations, their options and handlers.
+
+Importing this module imports no vendor library (nor numpy); each handler is
+named as ``"module:function"`` and imported only when its operation runs.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
 from edgesmith.hookspecs import hookimpl
-from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
+from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
-from .schemes import SCHEMES
+from .options import COMPILE_OPTIONS, HF_OPTIONS, LOAD_OPTIONS, ONNX_OPTIONS, PTQ_OPTIONS, WEIGHT_OPTIONS
+from .schemes import PTQ_SCHEME, WEIGHT_SCHEMES
 
 NAME = "openvino"
 LIBRARIES = ("openvino", "openvino-genai", "openvino-tokenizers", "nncf", "optimum-intel",
@@ -35,6 +40,31 @@ def _check() -> str | None:
     return None
 
 
+DEVICES = ("cpu", "gpu", "npu", "auto")
+_QUANTIZE = "edgesmith_openvino.quantize:quantize"
+
+#: Every operation, in the order ``edgesmith backends openvino`` lists them.
+OPERATIONS = (
+    Operation("convert", "hf", "edgesmith_openvino.convert:hf_to_ir", format="openvino",
+              options=HF_OPTIONS,
+              summary="Hugging Face causal LM to a stateful IR with its tokenizer (optimum-intel; fp16, fp32)"),
+    Operation("convert", "onnx", "edgesmith_openvino.convert:onnx_to_ir", format="openvino",
+              options=ONNX_OPTIONS, summary="ONNX graph to IR, names and shapes kept (fp32, fp16)"),
+    Operation("quantize", "openvino", _QUANTIZE, options=WEIGHT_OPTIONS, schemes=tuple(WEIGHT_SCHEMES),
+              variant="weights",
+              summary="NNCF weight compression: int8/int4 (sym, asym), nf4, mxfp4, fp8; awq, "
+              "scale estimation, gptq from --calibration text"),
+    Operation("quantize", "openvino", _QUANTIZE, options=PTQ_OPTIONS, schemes=(PTQ_SCHEME,),
+              activations=True, variant=PTQ_SCHEME,
+              summary="NNCF full INT8 of weights and activations for encoder and vision IR "
+              "(--calibration arrays or text)"),
+    Operation("compile", "openvino", "edgesmith_openvino.compile:compile_ir", options=COMPILE_OPTIONS,
+              devices=DEVICES, summary="a compiled device blob and openvino-genai's model cache"),
+    Operation("load", "openvino", "edgesmith_openvino.runner:load", options=LOAD_OPTIONS, devices=DEVICES,
+              summary="LLM IR through openvino-genai (generate, score); other IR on named arrays"),
+)
+
+
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
@@ -42,12 +72,7 @@ def edgesmith_backend() -> BackendInfo:
         version=__version__,
         summary="Intel OpenVINO: IR export, NNCF weight compression and INT8 PTQ, "
                 "compiled blobs, openvino-genai generation",
-        converts=[("hf", "openvino"), ("onnx", "openvino")],
-        quantizes=[("openvino", "openvino")],
-        compiles=[("openvino", "openvino")],
-        runs=["openvino"],
-        schemes=SCHEMES,
-        devices=["cpu", "gpu", "npu", "auto"],
+        operations=OPERATIONS,
         libraries=LIBRARIES,
         notes={"convert": "Hugging Face export needs optimum-intel (torch); ONNX import needs only openvino"},
         check=_check,
@@ -55,41 +80,21 @@ def edgesmith_backend() -> BackendInfo:
 
 
 @hookimpl
-def edgesmith_convert(source: Artifact, target: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    if target != "openvino" or source.format not in ("hf", "onnx"):
-        return None
-    from . import convert
+def edgesmith_optimize_targets() -> Sequence[Any]:
+    from .contrib import targets
 
-    if source.format == "hf":
-        return convert.hf_to_ir(source, options, output, ctx)
-    return convert.onnx_to_ir(source, options, output, ctx)
+    return targets()
 
 
 @hookimpl
-def edgesmith_quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
-                       ctx: Context) -> Artifact | None:
-    if source.format != "openvino":
-        return None
-    from . import quantize
+def edgesmith_doctor_rules() -> Sequence[Any]:
+    from .contrib import doctor_rules
 
-    return quantize.quantize(source, spec, options, output, ctx)
+    return doctor_rules()
 
 
 @hookimpl
-def edgesmith_compile(source: Artifact, device: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    if source.format != "openvino":
-        return None
-    from . import compile as compile_mod
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
+    from .contrib import deploy_commands
 
-    return compile_mod.compile_ir(source, device, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_run(artifact: Artifact, options: Mapping[str, str], ctx: Context):  # -> Runner | None
-    if artifact.format != "openvino":
-        return None
-    from . import runner
-
-    return runner.load(artifact, options, ctx)
+    return deploy_commands(format, path, entry)

@@ -8,46 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import stack
-from .plugin import NAME
 from .schemes import DATA_AWARE, Plan, plan
 
-#: Upper bound of sample and token counts (a sanity bound, far above any real use).
-MAX_COUNT = 1 << 20
-WC_OPTIONS = (
-    Option("all_layers", "bool", "compress embeddings and the output layer at the primary "
-           "precision too (NNCF default: no)"),
-    Option("backup_mode", "choice", "precision of layers left out of the primary one "
-           "(NNCF default int8_asym)",
-           choices=("int8_asym", "int8_sym", "none", "mxfp8_e4m3", "fp8_e4m3")),
-    Option("subset_size", "int", "calibration samples used by data-aware methods", default=128,
-           min=1, max=MAX_COUNT),
-    Option("sensitivity_metric", "choice", "how mixed-precision layers are ranked (data-aware)",
-           choices=("weight_quantization_error", "hessian_input_activation", "mean_activation_variance",
-                    "max_activation_variance", "mean_activation_magnitude")),
-)
-PTQ_OPTIONS = (
-    Option("preset", "choice", "performance: symmetric; mixed: asymmetric activations",
-           default="performance", choices=("performance", "mixed")),
-    Option("subset_size", "int", "calibration samples used", default=300, min=1, max=MAX_COUNT),
-    Option("model_type", "choice", "transformer enables NNCF's transformer-specific handling",
-           choices=("transformer",)),
-    Option("max_length", "int", "text calibration: tokens per sample (default the model's static "
-           "sequence length, else 128)", min=1, max=MAX_COUNT),
-    Option("tokenizer", "str", "text calibration: the tokenizer.json to use, or its folder "
-           "(default the one in the IR folder)"),
-)
 COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
+    """Handler of both ``quantize openvino`` operations; ``opts`` are parsed by the core
+    (:data:`~edgesmith_openvino.options.WEIGHT_OPTIONS`, or ``PTQ_OPTIONS`` for int8_ptq)."""
     p = plan(spec)
-    opts = parse(PTQ_OPTIONS if p.ptq else WC_OPTIONS, options, backend=NAME,
-                 operation=f"quantize ({p.scheme})")
     xml = stack.ir_file(source)
     ctx.progress(f"reading {xml.name}", None, None)
     model = stack.read_model(xml)

@@ -13,23 +13,18 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import stack
-from .plugin import NAME
 
-RUN_OPTIONS = (
-    Option("device", "choice", "device to run on (default cpu, or the device a compiled output "
-           "was made for)", choices=("cpu", "gpu", "npu", "auto")),
-)
 COMPILED_INFO = "openvino_compiled.json"
 _DONE = object()
 
 
-def load(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Runner:
-    opts = parse(RUN_OPTIONS, options, backend=NAME, operation="run")
+def load(artifact: Artifact, opts: Mapping[str, Any], ctx: Context) -> Runner:
+    """Handler of ``load openvino``; ``opts`` are parsed by the core
+    (:data:`edgesmith_openvino.options.LOAD_OPTIONS`)."""
     directory = Path(artifact.path)
     compiled = read_compiled(directory)
     device = (opts.get("device") or compiled.get("device") or "cpu").upper()

@@ -8,24 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UserError
-from edgesmith.options import Option, merge, parse
 from edgesmith.types import Artifact, Context
 
-from . import ep, graph, hub
-from .options import CPU_FALLBACK, MASK_VALUE, NAME, SHAPE, TARGET
-
-COMPILE_OPTIONS = merge(
-    (SHAPE, *TARGET, CPU_FALLBACK,
-     Option("embed", "bool", "embed the QNN context binary in model.onnx", default=False), MASK_VALUE),
-    hub.HUB_COMPILE_OPTIONS,
-)
+from . import ep, graph
+from .options import HUB_COMPILE_OPTIONS, TARGET
 
 
-def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = parse(COMPILE_OPTIONS, options, backend=NAME, operation="compile")
+def compile_npu(source: Artifact, device: str, opts: Mapping[str, Any], output: Path,
+                ctx: Context) -> Artifact:
+    """Handler of ``compile qnn`` and ``compile onnx->qnn`` (``device`` is npu);
+    ``opts`` are parsed by the core (:data:`edgesmith_qnn.options.COMPILE_OPTIONS`)."""
     if "hub_device" in opts:
-        return hub.compile_on_hub(source, opts, output, ctx)
-    stray = [o.name for o in hub.HUB_COMPILE_OPTIONS if opts.get(o.name)]
+        from .hub import compile_on_hub
+
+        return compile_on_hub(source, opts, output, ctx)
+    stray = [o.name for o in HUB_COMPILE_OPTIONS if opts.get(o.name)]
     if stray:
         raise UserError(f"option(s) {', '.join(stray)} apply to Qualcomm AI Hub jobs only; "
                         f"add --option hub_device=NAME or drop them")
@@ -81,11 +78,3 @@ def compile_npu(source: Artifact, options: Mapping[str, str], output: Path, ctx:
     }
     return Artifact(path=output, format="qnn", entry=graph.MODEL_NAME, details=details)
 
-
-def check_device(device: str) -> bool:
-    """Whether ``device`` is one this backend compiles for."""
-    if device in ("npu", "auto"):
-        return True
-    if device in ("cpu", "gpu"):
-        return False
-    raise UserError(f"unknown device {device!r}; the qnn backend compiles for --device npu")

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from edgesmith.errors import UserError
-from edgesmith.options import parse
 from edgesmith.types import Artifact, Context
 
 from . import graph
-from .options import NAME, SHAPE
-
-CONVERT_OPTIONS = (SHAPE,)
 
 
-def fix_static(source: Artifact, options: Mapping[str, str], output: Path, ctx: Context) -> Artifact:
-    opts = parse(CONVERT_OPTIONS, options, backend=NAME, operation="convert")
+def fix_static(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
+    """Handler of ``convert onnx``; ``opts`` are parsed by the core
+    (:data:`edgesmith_qnn.options.CONVERT_OPTIONS`)."""
     if not opts.get("shape"):
         raise UserError("qnn convert fixes dynamic input shapes; say which with "
                         "--option shape=NAME:1x128 (one NAME:DIMS per input, comma separated)")

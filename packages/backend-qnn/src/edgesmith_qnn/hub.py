@@ -29,11 +29,11 @@ from typing import Any
 import attrs
 
 from edgesmith.errors import BackendError, EdgesmithError, UserError
-from edgesmith.options import Option, parse
+from edgesmith.options import parse
 from edgesmith.types import Artifact, Context, Timings
 
 from . import graph
-from .options import NAME
+from .options import NAME, PROFILE_OPTIONS
 
 #: AI Hub's target runtime for an ONNX model whose graph is a QNN context
 #: binary behind EPContext nodes: the same shape as a local `compile --device npu`.
@@ -49,21 +49,6 @@ CONFIGURE_HINT = (f"run `qai-hub configure --api_token YOUR_TOKEN` (token from y
 POLL_S = 10.0
 #: Compile options that describe the local HTP target; on AI Hub the device decides.
 LOCAL_ONLY = ("soc_model", "htp_arch", "htp_performance_mode", "cpu_fallback", "embed")
-#: Longest wait for a job accepted by hub_timeout (seconds).
-MAX_TIMEOUT_S = 7 * 24 * 3600
-#: What :func:`profile` takes; compile takes these too.
-PROFILE_OPTIONS = (
-    Option("hub_os", "str", "device OS version, or an interval such as [14,) (default: newest)"),
-    Option("hub_options", "str", "extra AI Hub job flags (--target_runtime is fixed)"),
-    Option("hub_timeout", "int", "seconds to wait for each job (default: no limit)",
-           min=1, max=MAX_TIMEOUT_S),
-)
-#: `compile --device npu` settings for an AI Hub job (hub_device selects the hub path).
-HUB_COMPILE_OPTIONS = (
-    Option("hub_device", "str", "compile on Qualcomm AI Hub for this device name"),
-    *PROFILE_OPTIONS,
-    Option("hub_profile", "bool", "also profile the compiled model on the device", default=False),
-)
 PROFILE_JSON = "hub_profile.json"
 
 Progress = Callable[[str, float | None, float | None], None]
@@ -341,7 +326,7 @@ def compile_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx:
                    sleep: Callable[[float], None] = time.sleep) -> Artifact:
     """`compile --device npu --option hub_device=NAME`: an AI Hub compile job for
     that device, its target model downloaded into ``output``. ``opts`` are the
-    compile options as parsed by ``edgesmith_qnn.compile``."""
+    compile options as the core parsed them (:data:`edgesmith_qnn.options.COMPILE_OPTIONS`)."""
     local = [k for k in LOCAL_ONLY if opts.get(k)]  # set, and not to the default (off)
     if local:
         raise UserError(f"option(s) {', '.join(local)} describe the local HTP target and do not "

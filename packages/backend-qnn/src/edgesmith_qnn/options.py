@@ -1,13 +1,21 @@
-"""The ``-O KEY=VALUE`` settings the qnn operations share, and the ``shape`` syntax."""
+"""The ``-O KEY=VALUE`` settings of every qnn operation, and the ``shape`` syntax.
+
+Imported by ``plugin.py`` to declare the operations, so it stays light:
+``edgesmith.options`` and the pure-Python scheme table only.
+"""
 
 from __future__ import annotations
 
 from edgesmith.errors import UserError
 from edgesmith.options import Option
 
+from .schemes import CALIBRATE_METHODS
+
 NAME = "qnn"
 #: Largest count accepted for sample counts (a sanity bound).
-MAX_COUNT = 1 << 20
+MAX_COUNT = 100_000
+#: Longest wait for an AI Hub job accepted by hub_timeout (seconds).
+MAX_TIMEOUT_S = 7 * 24 * 3600
 
 PERFORMANCE_MODES = ("default", "burst", "balanced", "high_performance", "high_power_saver",
                      "low_balanced", "low_power_saver", "power_saver", "extreme_power_saver",
@@ -15,7 +23,7 @@ PERFORMANCE_MODES = ("default", "burst", "balanced", "high_performance", "high_p
 #: Hexagon (HTP) architecture versions the QNN SDK targets (v68 ... v81).
 HTP_ARCHS = ("68", "69", "73", "75", "79", "81")
 
-# The settings several operations share; each operation module lists its own tuple.
+# Settings several operations share.
 SHAPE = Option("shape", "str", "static input sizes NAME:DIMxDIM[,NAME:DIMxDIM] (the NPU needs "
                "static shapes)")
 MASK_VALUE = Option("mask_value", "float", "what -inf and huge mask constants become",
@@ -29,6 +37,50 @@ CPU_FALLBACK = Option("cpu_fallback", "bool", "let nodes the HTP cannot take run
                       default=False)
 #: The local HTP target, as the QNN EP's provider options take it.
 TARGET = (SOC_MODEL, HTP_ARCH, HTP_PERFORMANCE_MODE)
+
+#: convert onnx (fix dynamic input sizes).
+CONVERT_OPTIONS = (SHAPE,)
+
+#: quantize onnx->qnn (static QDQ).
+QUANTIZE_OPTIONS = (
+    SHAPE,
+    Option("per_channel", "bool", "per-channel weight scales for Conv/ConvTranspose", default=True),
+    Option("calibrate_method", "choice", "how activation ranges are calibrated (default: --method, "
+           "else minmax)", choices=CALIBRATE_METHODS),
+    Option("samples", "int", "cap on calibration samples (default: all; 64 text lines; 8 synthetic)",
+           min=1, max=MAX_COUNT),
+    Option("tokenizer", "str", "tokenizer.json (or its folder) for text calibration (default: the "
+           "one beside the model)"),
+    Option("keep_activations", "bool", "keep Relu/Clip in the graph (their clamp matters on the HTP)",
+           default=True),
+    Option("placement", "bool", "add a placement report (one more HTP graph preparation)",
+           default=True),
+    MASK_VALUE,
+)
+
+#: What ``hub.profile`` takes; an AI Hub compile takes these too.
+PROFILE_OPTIONS = (
+    Option("hub_os", "str", "device OS version, or an interval such as [14,) (default: newest)"),
+    Option("hub_options", "str", "extra AI Hub job flags (--target_runtime is fixed)"),
+    Option("hub_timeout", "int", "seconds to wait for each job (default: no limit)",
+           min=1, max=MAX_TIMEOUT_S),
+)
+#: compile settings of an AI Hub job (hub_device selects it).
+HUB_COMPILE_OPTIONS = (
+    Option("hub_device", "str", "compile on Qualcomm AI Hub for this device name"),
+    *PROFILE_OPTIONS,
+    Option("hub_profile", "bool", "also profile the compiled model on the device", default=False),
+)
+
+#: compile qnn and onnx->qnn (for the NPU, here or on AI Hub).
+COMPILE_OPTIONS = (
+    SHAPE, *TARGET, CPU_FALLBACK,
+    Option("embed", "bool", "embed the QNN context binary in model.onnx", default=False),
+    MASK_VALUE, *HUB_COMPILE_OPTIONS,
+)
+
+#: load qnn and onnx (on the HTP).
+LOAD_OPTIONS = (CPU_FALLBACK, *TARGET)
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:

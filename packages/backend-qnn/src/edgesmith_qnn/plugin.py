@@ -1,18 +1,21 @@
-"""Hook implementations of the qnn backend. Imports nothing heavy at module level."""
+"""What the qnn backend declares: its operations, their options and handlers.
+
+Imports nothing heavy (no onnx, onnxruntime or numpy); each handler is named
+as ``"module:function"`` and imported only when its operation runs.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from edgesmith.hookspecs import hookimpl
-from edgesmith.types import Artifact, BackendInfo, Context, QuantSpec
+from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
-from .options import NAME
+from .options import COMPILE_OPTIONS, CONVERT_OPTIONS, LOAD_OPTIONS, NAME, QUANTIZE_OPTIONS
 from .schemes import SCHEMES
 
 
@@ -30,19 +33,36 @@ def _check() -> str | None:
     return None
 
 
+_COMPILE = "edgesmith_qnn.compile:compile_npu"
+_LOAD = "edgesmith_qnn.runner:load"
+_NPU = ("npu",)
+
+#: Every operation, in the order ``edgesmith backends qnn`` lists them.
+OPERATIONS = (
+    Operation("convert", "onnx", "edgesmith_qnn.convert:fix_static", options=CONVERT_OPTIONS,
+              summary="fix dynamic input dimensions to static sizes (--option shape=NAME:1x128)"),
+    Operation("quantize", "onnx", "edgesmith_qnn.quantize:quantize", format="qnn",
+              options=QUANTIZE_OPTIONS, schemes=tuple(SCHEMES), activations=True,
+              summary="static QDQ for the HTP (16/8-bit activations, 8/4-bit weights), ONNX Runtime's "
+              "QNN configuration"),
+    Operation("compile", "qnn", _COMPILE, options=COMPILE_OPTIONS, devices=_NPU,
+              summary="EPContext model + QNN context binary for the HTP, here or on Qualcomm AI Hub"),
+    Operation("compile", "onnx", _COMPILE, format="qnn", options=COMPILE_OPTIONS, devices=_NPU,
+              summary="a float ONNX graph compiled for the HTP (fp16; needs soc_model)"),
+    Operation("load", "qnn", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
+              summary="fixed-shape graphs on the HTP: Runner.infer (a fixed-window causal LM also scores)"),
+    Operation("load", "onnx", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
+              summary="a QDQ or float ONNX graph on the HTP: Runner.infer"),
+)
+
+
 @hookimpl
 def edgesmith_backend() -> BackendInfo:
     return BackendInfo(
         name=NAME,
         version=__version__,
         summary="Qualcomm QNN via the onnxruntime-qnn EP: QDQ quantization, HTP context binaries, HTP runs",
-        converts=[("onnx", "onnx")],
-        quantizes=[("onnx", "qnn")],
-        compiles=[("qnn", "qnn"), ("onnx", "qnn")],
-        runs=("qnn", "onnx"),
-        generates=(),
-        schemes=tuple(SCHEMES),
-        devices=("npu",),
+        operations=OPERATIONS,
         libraries=("onnxruntime", "onnxruntime-qnn", "onnx"),
         notes={
             "convert": "onnx -> onnx only: fixes dynamic input shapes (--option shape=NAME:1x128); "
@@ -54,39 +74,21 @@ def edgesmith_backend() -> BackendInfo:
 
 
 @hookimpl
-def edgesmith_convert(source: Artifact, target: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    if source.format != "onnx" or target != "onnx":
-        return None
-    from .convert import fix_static
+def edgesmith_optimize_targets() -> Sequence[Any]:
+    from .contrib import targets
 
-    return fix_static(source, options, output, ctx)
+    return targets()
 
 
 @hookimpl
-def edgesmith_quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
-                       ctx: Context) -> Artifact | None:
-    if source.format != "onnx":
-        return None
-    from .quantize import quantize
+def edgesmith_doctor_rules() -> Sequence[Any]:
+    from .contrib import doctor_rules
 
-    return quantize(source, spec, options, output, ctx)
+    return doctor_rules()
 
 
 @hookimpl
-def edgesmith_compile(source: Artifact, device: str, options: Mapping[str, str], output: Path,
-                      ctx: Context) -> Artifact | None:
-    from .compile import check_device, compile_npu
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
+    from .contrib import deploy_commands
 
-    if source.format not in ("onnx", "qnn") or not check_device(device):
-        return None
-    return compile_npu(source, options, output, ctx)
-
-
-@hookimpl
-def edgesmith_run(artifact: Artifact, options: Mapping[str, str], ctx: Context) -> Any:
-    if artifact.format not in ("qnn", "onnx"):
-        return None
-    from .runner import load
-
-    return load(artifact, options, ctx.threads)
+    return deploy_commands(format, path, entry)

@@ -9,33 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UserError
-from edgesmith.options import Option, parse
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import calibration, graph
-from .options import MASK_VALUE, MAX_COUNT, NAME, SHAPE
-from .schemes import CALIBRATE_METHODS, plan
-
-QUANTIZE_OPTIONS = (
-    SHAPE,
-    Option("per_channel", "bool", "per-channel weight scales for Conv/ConvTranspose", default=True),
-    Option("calibrate_method", "choice", "how activation ranges are calibrated (default: --method, "
-           "else minmax)", choices=CALIBRATE_METHODS),
-    Option("samples", "int", "cap on calibration samples (default: all; 64 text lines; 8 synthetic)",
-           min=1, max=MAX_COUNT),
-    Option("tokenizer", "str", "tokenizer.json (or its folder) for text calibration (default: the "
-           "one beside the model)"),
-    Option("keep_activations", "bool", "keep Relu/Clip in the graph (their clamp matters on the HTP)",
-           default=True),
-    Option("placement", "bool", "add a placement report (one more HTP graph preparation)",
-           default=True),
-    MASK_VALUE,
-)
+from .schemes import plan
 
 
-def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, str], output: Path,
+def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
-    opts = parse(QUANTIZE_OPTIONS, options, backend=NAME, operation="quantize")
+    """Handler of ``quantize onnx->qnn``; ``opts`` are parsed by the core
+    (:data:`edgesmith_qnn.options.QUANTIZE_OPTIONS`)."""
     p = plan(spec, opts.get("calibrate_method"))
     ctx.progress("reading model", None, None)
     path, model, facts = graph.prepare(source, opts)

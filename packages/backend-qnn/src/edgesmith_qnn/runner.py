@@ -16,19 +16,15 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.options import parse
 from edgesmith.runner import Runner, peak_rss_mb
-from edgesmith.types import RunRequest
+from edgesmith.types import Context, RunRequest
 
 from . import ep, graph
-from .options import CPU_FALLBACK, NAME, TARGET
-
-RUN_OPTIONS = (CPU_FALLBACK, *TARGET)
 
 
 class QnnRunner(Runner):
-    def __init__(self, path: Path, options: Mapping[str, str], threads: int | None = None):
-        opts = parse(RUN_OPTIONS, options, backend=NAME, operation="run")
+    def __init__(self, path: Path, opts: Mapping[str, Any], threads: int | None = None):
+        """``opts``: parsed :data:`edgesmith_qnn.options.LOAD_OPTIONS`."""
         self.path = path
         self.cpu_fallback = opts["cpu_fallback"]
         ep.require_float_target(path, graph.load(path, weights=False), opts)
@@ -179,6 +175,6 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
              "tensor(int8)": np.int8, "tensor(uint16)": np.uint16, "tensor(bool)": np.bool_}
 
 
-def load(artifact: Any, options: Mapping[str, str], threads: int | None) -> QnnRunner:
-    path = graph.model_file(artifact)
-    return QnnRunner(path, options, threads)
+def load(artifact: Any, opts: Mapping[str, Any], ctx: Context) -> QnnRunner:
+    """Handler of ``load qnn`` and ``load onnx``; ``opts`` are parsed by the core."""
+    return QnnRunner(graph.model_file(artifact), opts, ctx.threads)

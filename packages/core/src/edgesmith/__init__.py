@@ -1,7 +1,9 @@
 """edgesmith: one CLI and Python API over the edge-inference stacks.
 
-Backends register through the entry-point group ``edgesmith`` and implement
-the hooks in :mod:`edgesmith.hookspecs` with :data:`hookimpl`.
+Backends register through the entry-point group ``edgesmith`` and describe
+themselves through the hooks in :mod:`edgesmith.hookspecs` (marked with
+:data:`hookimpl`): a :class:`BackendInfo` whose :class:`Operation` records
+name the handler, formats and typed :class:`Option` settings of each job.
 The API functions are imported lazily so ``import edgesmith`` stays cheap.
 """
 
@@ -11,8 +13,9 @@ from typing import Any
 
 from .errors import BackendError, EdgesmithError, UnsupportedError, UserError
 from .hookspecs import hookimpl
+from .options import Option
 from .runner import Runner
-from .types import Artifact, BackendInfo, Context, QuantSpec, RunRequest, RunResult, Timings
+from .types import Artifact, BackendInfo, Context, Operation, QuantSpec, RunRequest, RunResult, Timings
 
 __version__ = "0.1.0"
 
@@ -24,6 +27,8 @@ __all__ = [
     "BackendInfo",
     "Context",
     "EdgesmithError",
+    "Operation",
+    "Option",
     "QuantSpec",
     "RunRequest",
     "RunResult",

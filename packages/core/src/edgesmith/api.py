@@ -17,9 +17,10 @@ from . import formats
 from .dispatch import Choice, choose
 from .errors import BackendError, UnsupportedError, UserError
 from .manifest import atomic_output, build_manifest, check_output, parent_record, write_manifest
+from .options import parse as parse_options
 from .plugins import BackendRecord, get_manager
 from .runner import Runner
-from .types import DEVICES, FORMATS, Artifact, Context, QuantSpec, RunRequest, RunResult
+from .types import DEVICES, FORMATS, Artifact, Context, Operation, QuantSpec, RunRequest, RunResult
 from .util import library_versions
 from .weights import check_safetensors
 
@@ -72,34 +73,41 @@ def _announce(op: str, choice: Choice) -> None:
     log.info("using backend %s for %s: %s", choice.name, op, choice.why)
 
 
+def _options(choice: Choice, raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The operation's typed options: checked once, before any work."""
+    return parse_options(choice.op.options, raw, backend=choice.name, operation=choice.op.label)
+
+
 def _produce(
-    op: str,
     source: Artifact,
     choice: Choice,
     output: str | Path,
     ctx: Context,
     parameters: Mapping[str, Any],
-    hook_kwargs: Mapping[str, Any],
+    raw_options: Mapping[str, Any],
+    extra: tuple[Any, ...] = (),
 ) -> Artifact:
-    manager = get_manager()
+    """Run the chosen operation's handler into a claimed staging directory;
+    ``extra`` is what comes before the options (a QuantSpec, a device)."""
+    op = choice.op
     info = choice.record.info
     assert info is not None
+    options = _options(choice, raw_options)
+    handler = op.resolve()
     final = Path(output)
     parent = parent_record(source.path, source.format)
     with atomic_output(final, ctx.force, [source.path]) as tmp:
         t0 = time.perf_counter()
-        result = manager.call(f"edgesmith_{op}", choice.name, source=source, output=tmp, ctx=ctx,
-                              **hook_kwargs)
+        result = handler(source, *extra, options, tmp, ctx)
         seconds = time.perf_counter() - t0
-        if result is None:
-            raise UnsupportedError(f"backend {choice.name} declined to {op} this {source.format} model")
         if not isinstance(result, Artifact) or Path(result.path).resolve() != tmp.resolve():
             raise BackendError(f"backend {choice.name} broke the output protocol: it must return "
-                               f"Artifact(path=output, ...) for {op}")
-        if result.format not in FORMATS:
-            raise BackendError(f"backend {choice.name} returned unknown format {result.format!r}")
+                               f"Artifact(path=output, ...) for {op.label}")
+        if result.format != op.format:
+            raise BackendError(f"backend {choice.name} declared {op.label} -> {op.format} but wrote "
+                               f"{result.format!r}")
         if not any(tmp.iterdir()):
-            raise BackendError(f"backend {choice.name} wrote nothing for {op}")
+            raise BackendError(f"backend {choice.name} wrote nothing for {op.label}")
         manifest = build_manifest(
             output=tmp,
             fmt=result.format,
@@ -107,7 +115,7 @@ def _produce(
             backend=choice.name,
             backend_version=info.version,
             libraries=library_versions(info.libraries),
-            operation=op,
+            operation=op.kind,
             parameters=parameters,
             parent=parent,
             details=result.details,
@@ -141,12 +149,11 @@ def convert(
         opts["dtype"] = dtype
     if art.format == to and not opts:
         raise UserError(f"{source} is already {to}; nothing to convert (use quantize to change precision)")
-    choice = choose(get_manager(), "convert", art.format, target=to, backend=backend)
+    choice = choose(get_manager(), "convert", art.format, fmt=to, backend=backend)
     _announce("convert", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, progress=progress)
-    return _produce("convert", art, choice, output, ctx, convert_parameters(to, opts),
-                    {"target": to, "options": opts})
+    return _produce(art, choice, output, ctx, convert_parameters(to, opts), opts)
 
 
 def quantize(
@@ -181,18 +188,18 @@ def quantize(
     check_output(Path(output), force, [art.path])
     wanted = spec.native
 
-    def accepts(info: Any) -> bool:
-        return wanted is None or wanted.lower() in {s.lower() for s in info.schemes}
+    def accepts(op: Operation) -> bool:
+        if spec.activation_bits and not op.activations:
+            return False
+        return wanted is None or wanted.lower() in {s.lower() for s in op.schemes}
 
     what = f"quantize {art.format}" + (f" with scheme {wanted}" if wanted else "")
-    choice = choose(get_manager(), "quantize", art.format, backend=backend,
-                    accept=accepts if backend is None else None, what=what)
+    choice = choose(get_manager(), "quantize", art.format, backend=backend, accept=accepts, what=what)
     _announce("quantize", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, allow_requantize=allow_requantize, progress=progress)
     opts = dict(options or {})
-    return _produce("quantize", art, choice, output, ctx, quantize_parameters(spec, opts),
-                    {"spec": spec, "options": opts})
+    return _produce(art, choice, output, ctx, quantize_parameters(spec, opts), opts, (spec,))
 
 
 # What each operation records as its parameters in the manifest; `optimize`
@@ -250,7 +257,7 @@ def compile(  # noqa: A001 - mirrors the CLI command name
     manager = get_manager()
     try:
         choice = choose(manager, "compile", art.format, backend=backend,
-                        accept=(lambda i: device in i.devices or "auto" in i.devices),
+                        accept=(lambda op: device in op.devices or "auto" in op.devices),
                         what=f"compile {art.format} for {device}")
     except UnsupportedError as exc:
         notes = [f"{r.name}: {r.info.notes['compile']}" for r in manager.records.values()
@@ -261,8 +268,7 @@ def compile(  # noqa: A001 - mirrors the CLI command name
     _announce("compile", choice)
     ctx = _context(allow_pickle=allow_pickle, threads=threads, force=force, progress=progress)
     opts = dict(options or {})
-    return _produce("compile", art, choice, output, ctx, compile_parameters(device, opts),
-                    {"device": device, "options": opts})
+    return _produce(art, choice, output, ctx, compile_parameters(device, opts), opts, (device,))
 
 
 def load(
@@ -276,14 +282,12 @@ def load(
 ) -> Runner:
     """Load a model for generation and scoring; close the runner (or use ``with``)."""
     art = artifact if isinstance(artifact, Artifact) else _source(artifact, allow_pickle)
-    choice = choose(get_manager(), "run", art.format, backend=backend)
+    choice = choose(get_manager(), "load", art.format, backend=backend)
     _announce("run", choice)
+    opts = _options(choice, options)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads)
     t0 = time.perf_counter()
-    runner = get_manager().call("edgesmith_run", choice.name, artifact=art,
-                                options=dict(options or {}), ctx=ctx)
-    if runner is None:
-        raise UnsupportedError(f"backend {choice.name} declined to run this {art.format} model")
+    runner = choice.op.resolve()(art, opts, ctx)
     if not isinstance(runner, Runner):
         raise BackendError(f"backend {choice.name} returned {type(runner).__name__}, not a Runner")
     runner.backend = choice.name

@@ -240,13 +240,19 @@ def staging_path(final: Path, old: bool = False) -> Path:
     return final.parent / f".{final.name}{TMP_MARK}{'old-' if old else ''}{owner_tag()}"
 
 
-def disk_full(path: Path, exc: BaseException | None = None) -> bool:
-    """Whether a failure writing at ``path`` is best explained by a full disk."""
+def disk_full(path: Path, exc: BaseException | None = None, *, wrote: bool = True) -> bool:
+    """Whether a failure writing at ``path`` is best explained by a full disk:
+    ENOSPC in the exception chain (or in a vendor's message about it), or,
+    when something had been written, almost no space left."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
             return True
+        if "No space left on device" in str(seen):
+            return True
         seen = seen.__cause__ or seen.__context__
+    if not wrote:
+        return False
     try:
         return shutil.disk_usage(_existing_ancestor(path)).free < _FULL_DISK_BYTES
     except OSError:
@@ -305,7 +311,7 @@ def atomic_output(final: Path, force: bool, *, sources: Iterable[Path | str] = (
                                     f"({exc.strerror}); nothing was changed there") from None
             except BaseException as exc:
                 # Judged before the staging is discarded, which frees the space again.
-                full = isinstance(exc, Exception) and _wrote(tmp) and disk_full(final, exc)
+                full = isinstance(exc, Exception) and disk_full(final, exc, wrote=_wrote(tmp))
                 _discard(tmp)
                 if full:
                     raise full_disk_error(final) from exc

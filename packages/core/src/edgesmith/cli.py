@@ -245,12 +245,17 @@ def _opts(pairs: tuple[str, ...]) -> dict[str, str]:
 # -- commands -----------------------------------------------------------------
 
 @main.command()
+@click.argument("name", required=False)
 @_json_opt
-def backends(as_json: bool) -> None:
-    """List discovered backends, their status and what they can do."""
+def backends(name: str | None, as_json: bool) -> None:
+    """List discovered backends, their status and what they can do; with NAME,
+    every operation of that backend and its options."""
     from . import api
 
     recs = api.backends()
+    if name is not None:
+        _backend_detail(name, recs, as_json)
+        return
     if as_json:
         _echo_json([r.to_dict() for r in recs])
         return
@@ -272,6 +277,43 @@ def backends(as_json: bool) -> None:
         t.add_row(r.name, r.status, r.info.version if r.info else (r.distribution_version or ""),
                   can, r.reason or "")
     Console().print(t)
+
+
+def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
+    from .errors import UserError
+
+    rec = next((r for r in recs if r.name == name), None)
+    if rec is None:
+        known = ", ".join(r.name for r in recs) or "none"
+        raise UserError(f"no backend named {name!r} is installed (installed: {known})")
+    if as_json:
+        _echo_json(rec.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{rec.name}[/bold] {rec.info.version if rec.info else ''} — {rec.status}"
+                  + (f": {rec.reason}" if rec.reason else ""))
+    if not rec.info:
+        return
+    if rec.info.summary:
+        console.print(rec.info.summary)
+    for op in rec.info.operations:
+        t = Table(title=f"{op.label}" + (f" — {op.summary}" if op.summary else ""), title_justify="left")
+        for col in ("option", "type", "default", "accepts", "what it does"):
+            t.add_column(col)
+        for o in op.options:
+            t.add_row(o.name, o.kind, "" if o.default is None else str(o.default), o.accepted(), o.help)
+        extra = [f"schemes: {', '.join(op.schemes)}" if op.schemes else "",
+                 f"devices: {', '.join(op.devices)}" if op.devices else ""]
+        if not op.options:
+            t.add_row("(none)", "", "", "", "")
+        console.print(t)
+        if any(extra):
+            console.print("  " + " · ".join(e for e in extra if e))
+    for kind, note in rec.info.notes.items():
+        console.print(f"{kind}: {note}")
 
 
 @main.command()

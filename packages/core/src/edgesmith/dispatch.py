@@ -13,26 +13,22 @@ import attrs
 
 from .errors import UnsupportedError, UserError
 from .plugins import BackendManager, BackendRecord
-from .types import BackendInfo
+from .types import BackendInfo, Operation
 
 
 @attrs.frozen
 class Choice:
     record: BackendRecord
-    target: str
+    op: Operation
     why: str
 
     @property
     def name(self) -> str:
         return self.record.name
 
-
-def _offers(info: BackendInfo, op: str, source: str) -> list[str]:
-    """Target formats ``info`` declares for ``op`` from ``source``."""
-    if op == "run":
-        return [source] if source in info.runs else []
-    pairs = {"convert": info.converts, "quantize": info.quantizes, "compile": info.compiles}[op]
-    return [b for a, b in pairs if a == source]
+    @property
+    def target(self) -> str:
+        return self.op.format
 
 
 def describe_capabilities(records: list[BackendRecord]) -> str:
@@ -44,10 +40,10 @@ def describe_capabilities(records: list[BackendRecord]) -> str:
             continue
         info = rec.info
         ops = []
-        for op, pairs in (("convert", info.converts), ("quantize", info.quantizes),
-                          ("compile", info.compiles)):
+        for kind, pairs in (("convert", info.converts), ("quantize", info.quantizes),
+                            ("compile", info.compiles)):
             if pairs:
-                ops.append(f"{op} " + ", ".join(f"{a}->{b}" for a, b in pairs))
+                ops.append(f"{kind} " + ", ".join(f"{a}->{b}" for a, b in pairs))
         if info.runs:
             ops.append("run " + ", ".join(info.runs))
         state = "" if rec.usable else f" [{rec.status}]"
@@ -55,23 +51,29 @@ def describe_capabilities(records: list[BackendRecord]) -> str:
     return " | ".join(parts) if parts else "no backends are installed (pip install edgesmith-llamacpp, ...)"
 
 
+def _matching(info: BackendInfo, kind: str, source: str, fmt: str | None,
+              accept: Callable[[Operation], bool] | None) -> list[Operation]:
+    return [o for o in info.ops(kind, source, fmt) if accept is None or accept(o)]
+
+
 def choose(
     manager: BackendManager,
-    op: str,
+    kind: str,
     source: str,
     *,
-    target: str | None = None,
+    fmt: str | None = None,
     backend: str | None = None,
-    accept: Callable[[BackendInfo], bool] | None = None,
+    accept: Callable[[Operation], bool] | None = None,
     what: str | None = None,
 ) -> Choice:
-    """Pick the backend for ``op`` on a ``source``-format model.
+    """Pick the backend and the declared operation for ``kind`` on a ``source``-format model.
 
-    ``target`` restricts the output format (convert). ``accept`` adds a
-    request-specific test (a native scheme name, a device). ``what`` is the
-    human description of the request used in errors.
+    ``fmt`` restricts the output format (convert). ``accept`` adds a
+    request-specific test on the operation (a native scheme name, a device).
+    ``what`` is the human description of the request used in errors.
     """
-    what = what or (f"{op} {source}" + (f" to {target}" if target else ""))
+    verb = "run" if kind == "load" else kind
+    what = what or (f"{verb} {source}" + (f" to {fmt}" if fmt else ""))
     records = list(manager.records.values())
     if backend is not None:
         rec = manager.records.get(backend)
@@ -81,29 +83,25 @@ def choose(
                             f"see `edgesmith backends`")
         if not rec.usable:
             raise UserError(f"backend {backend!r} is {rec.status}: {rec.reason}")
-        targets = _offers(rec.info, op, source)
-        if target is not None:
-            targets = [t for t in targets if t == target]
-        if not targets or (accept and not accept(rec.info)):
+        ops = _matching(rec.info, kind, source, fmt, accept)
+        if not ops:
             raise UnsupportedError(
                 f"backend {backend!r} cannot {what}; it can: {describe_capabilities([rec])}"
             )
-        return Choice(rec, targets[0], "named with --backend")
+        return Choice(rec, _prefer_same_format(ops, source), "named with --backend")
 
-    candidates: list[tuple[int, str, BackendRecord, str]] = []
+    candidates: list[tuple[int, str, BackendRecord, Operation]] = []
     for rec in records:
         if not rec.usable:
             continue
-        targets = _offers(rec.info, op, source)
-        if target is not None:
-            targets = [t for t in targets if t == target]
-        if not targets or (accept and not accept(rec.info)):
+        ops = _matching(rec.info, kind, source, fmt, accept)
+        if not ops:
             continue
         # Prefer keeping the format (quantize gguf -> gguf) over changing it.
-        best = source if source in targets else targets[0]
-        candidates.append((0 if best == source else 1, rec.name, rec, best))
+        best = _prefer_same_format(ops, source)
+        candidates.append((0 if best.format == source else 1, rec.name, rec, best))
     if not candidates:
-        unusable = [r for r in records if not r.usable and r.info and _offers(r.info, op, source)]
+        unusable = [r for r in records if not r.usable and r.info and r.info.ops(kind, source, fmt)]
         hint = ""
         if unusable:
             hint = "; " + ", ".join(f"{r.name} could but is {r.status}: {r.reason}" for r in unusable)
@@ -117,3 +115,8 @@ def choose(
     why = f"it can {what}" + (f" (also possible: {', '.join(others)}; choose with --backend)"
                               if others else "")
     return Choice(rec, best, why)
+
+
+def _prefer_same_format(ops: list[Operation], source: str) -> Operation:
+    """Keeping the format first (quantize gguf -> gguf), then weight-only before static."""
+    return min(ops, key=lambda o: (o.format != source, o.activations))

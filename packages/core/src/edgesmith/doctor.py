@@ -11,15 +11,18 @@ weights fit the memory budget with room left for the KV cache.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+log = logging.getLogger("edgesmith")
 
 # -- probes -------------------------------------------------------------------
 
@@ -235,17 +238,32 @@ def detect_machine(probe: Probe | None = None) -> Machine:
 
 # -- recommendation -----------------------------------------------------------
 
-#: (bits, label per backend) from widest to narrowest.
-_LADDER = (
-    (8, {"llamacpp": "Q8_0", "openvino": "int8_asym", "mlx": "8-bit g64", "olive": "int8",
-         "qnn": "a16w8"}),
-    (6, {"llamacpp": "Q6_K", "mlx": "6-bit g64"}),
-    (5, {"llamacpp": "Q5_K_M", "mlx": "5-bit g64"}),
-    (4, {"llamacpp": "Q4_K_M", "openvino": "int4_asym g64", "mlx": "4-bit g64", "olive": "int4 rtn b32",
-         "qnn": "a16w4"}),
-    (3, {"llamacpp": "Q3_K_M", "mlx": "3-bit g64"}),
-    (2, {"llamacpp": "Q2_K", "mlx": "2-bit g64"}),
-)
+@attrs.frozen
+class DoctorRule:
+    """When a backend suits a machine; contributed by the backend (``edgesmith_doctor_rules``).
+
+    ``applies(machine)`` returns the reason it suits this machine, or ``None``.
+    Of the rules that apply, the highest ``priority`` wins (a portable stack
+    uses a low one as the fallback for any CPU). ``quantizations`` maps weight
+    bits to the label recommended for that width (``{8: "Q8_0", 4: "Q4_K_M"}``).
+    """
+
+    backend: str
+    applies: Callable[[Machine], str | None] = attrs.field(eq=False)
+    priority: int = 0
+    quantizations: Mapping[int, str] = attrs.field(factory=dict)
+
+
+def rules(manager: Any = None) -> list[DoctorRule]:
+    """The doctor rules of every registered backend."""
+    from .plugins import get_manager
+
+    found = []
+    for backend, contributed in (manager or get_manager()).contributions("edgesmith_doctor_rules"):
+        found += [r for r in contributed if isinstance(r, DoctorRule) and r.backend == backend]
+    return found
+
+
 # Share of the budget weights may take; the rest is KV cache and runtime.
 _WEIGHT_SHARE = 0.6
 
@@ -264,51 +282,57 @@ class Recommendation:
         return attrs.asdict(self)
 
 
-def choose_stack(m: Machine) -> tuple[str, str]:
-    if m.apple_silicon:
-        return "mlx", "Apple silicon: MLX runs on its unified memory and Metal GPU"
-    if m.snapdragon and m.npus:
-        return "qnn", f"{m.snapdragon} with a Hexagon NPU: QNN context binaries run on the NPU"
-    if m.cuda_devices or "NVIDIA GPU" in m.gpus:
-        return "olive", "NVIDIA GPU: ONNX Runtime GenAI with the CUDA provider (built by Olive)"
-    if m.cpu_vendor == "Intel":
-        extra = " and its NPU" if "Intel NPU" in m.npus else (" and GPU" if "Intel GPU" in m.gpus else "")
-        return "openvino", f"Intel CPU{extra}: OpenVINO has kernels tuned for it"
-    isa = ", ".join(m.isa) or "no special ISA"
-    return "llamacpp", f"{m.cpu_vendor} {m.arch} CPU ({isa}): llama.cpp is the portable choice"
+def choose_stack(m: Machine, found: list[DoctorRule] | None = None) -> tuple[str | None, str]:
+    """The backend whose rule suits ``m`` best and why; ``(None, why)`` when none does."""
+    found = rules() if found is None else found
+    best: tuple[int, str, str] | None = None
+    for rule in found:
+        try:
+            why = rule.applies(m)
+        except Exception as exc:  # noqa: BLE001 - one backend's broken rule must not stop doctor
+            log.warning("backend %s: doctor rule failed: %s: %s", rule.backend, type(exc).__name__, exc)
+            continue
+        if why and (best is None or rule.priority > best[0]):
+            best = (rule.priority, rule.backend, why)
+    if best is None:
+        return None, "no installed backend has a rule for this machine (pip install edgesmith-llamacpp, ...)"
+    return best[1], best[2]
 
 
 def recommend(m: Machine, *, params: int | None, budget_mb: float | None,
               kv_bytes_per_token: int | None = None,
-              installed: Mapping[str, bool] | None = None) -> Recommendation:
+              installed: Mapping[str, bool] | None = None,
+              found: list[DoctorRule] | None = None) -> Recommendation:
     """Backend, quantization and context length for a model of ``params`` parameters."""
-    backend, why = choose_stack(m)
+    found = rules() if found is None else found
+    backend, why = choose_stack(m, found)
+    ladder = next((r.quantizations for r in found if r.backend == backend and r.quantizations), {})
     budget = budget_mb * 2**20 if budget_mb else (m.memory_bytes or 8 * 2**30) * 0.5
     bits = label = None
     if params:
-        for b, labels in _LADDER:
-            if backend in labels and params * b / 8 * 1.05 <= budget * _WEIGHT_SHARE:
-                bits, label = b, labels[backend]
+        for b in sorted(ladder, reverse=True):
+            if params * b / 8 * 1.05 <= budget * _WEIGHT_SHARE:
+                bits, label = b, ladder[b]
                 break
-        if bits is None:
-            smallest = min(b for b, labels in _LADDER if backend in labels)
+        if bits is not None:
+            why += f"; {label} is the widest that fits {budget / 2**20:.0f} MiB with room for the KV cache"
+        elif ladder:
+            smallest = min(ladder)
             need = params * smallest / 8 * 1.05 / _WEIGHT_SHARE / 2**20
             why += (f"; even {smallest}-bit weights do not fit {budget / 2**20:.0f} MiB "
                     f"(about {need:.0f} MiB needed): choose a smaller model or a larger budget")
-        else:
-            why += f"; {label} is the widest that fits {budget / 2**20:.0f} MiB with room for the KV cache"
     ctx = None
     if bits and kv_bytes_per_token:
         left = budget - params * bits / 8 * 1.05
         ctx = int(min(131072, max(0, left * 0.8) // kv_bytes_per_token) // 256 * 256) or None
-    ok = (installed or {}).get(backend, False)
+    installed = installed or {}
+    ok = bool(backend and installed.get(backend, False))
     fallback = None
-    if not ok:
-        usable = [n for n, v in (installed or {}).items() if v]
-        fallback = ("llamacpp" if "llamacpp" in usable else (usable[0] if usable else None))
-        why += f"; install edgesmith-{backend} to use it" + (
-            f" (meanwhile {fallback} is installed)" if fallback else "")
-    return Recommendation(backend, label, bits, ctx, why, ok, fallback)
+    if backend and not ok:
+        fallback = choose_stack(m, [r for r in found if installed.get(r.backend)])[0]
+        why += f"; edgesmith-{backend} is not usable here (see `edgesmith backends`)" + (
+            f"; meanwhile {fallback} is" if fallback else "")
+    return Recommendation(backend or "none", label, bits, ctx, why, ok, fallback)
 
 
 def model_facts(path: str | Path) -> tuple[int | None, int | None]:

@@ -25,6 +25,9 @@ log = logging.getLogger("edgesmith")
 ENTRY_POINT_GROUP = "edgesmith"
 DISABLE_ENV = "EDGESMITH_DISABLE_BACKENDS"
 
+#: Operation hooks of the first contract, now Operation records.
+_REMOVED_HOOKS = ("edgesmith_convert", "edgesmith_quantize", "edgesmith_compile", "edgesmith_run")
+
 #: Status values shown by ``edgesmith backends``.
 AVAILABLE, UNAVAILABLE, FAILED, DISABLED = "available", "unavailable", "failed", "disabled"
 
@@ -104,6 +107,11 @@ class BackendManager(pluggy.PluginManager):
             self.check_pending()
         except pluggy.PluginValidationError as exc:
             self.unregister(name=name)
+            removed = [h for h in _REMOVED_HOOKS if h in str(exc)]
+            if removed:
+                return self._failed(name, f"it implements {removed[0]}, a hook of the first backend "
+                                          f"contract; declare Operation records on BackendInfo instead "
+                                          f"(see docs/backend-guide.md)", meta)
             return self._failed(name, f"registration failed: {exc}", meta)
         impls = [i for i in self.hook.edgesmith_backend.get_hookimpls() if i.plugin_name == name]
         if not impls:
@@ -127,6 +135,28 @@ class BackendManager(pluggy.PluginManager):
         self.records[name] = rec
         return rec
 
+    def contributions(self, hook_name: str, only: str | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """``(backend, result)`` of ``hook_name`` from every registered backend (or
+        ``only`` that one) that implements it, in name order; one backend's failure
+        is logged and skipped."""
+        out = []
+        impls = sorted(getattr(self.hook, hook_name).get_hookimpls(), key=lambda i: i.plugin_name)
+        for impl in impls:
+            if only is not None and impl.plugin_name != only:
+                continue
+            rec = self.records.get(impl.plugin_name)
+            if rec is None or rec.info is None:
+                continue
+            try:
+                result = impl.function(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - a broken contribution must not spread
+                log.warning("backend %s: %s() failed: %s: %s", impl.plugin_name, hook_name,
+                            type(exc).__name__, exc)
+                continue
+            if result is not None:
+                out.append((impl.plugin_name, result))
+        return out
+
     def _failed(self, name: str, reason: str, meta: dict[str, Any]) -> BackendRecord:
         log.warning(
             "backend %s (%s %s) failed to load: %s",
@@ -135,14 +165,6 @@ class BackendManager(pluggy.PluginManager):
         rec = BackendRecord(name, FAILED, reason, None, **meta)
         self.records[name] = rec
         return rec
-
-    # -- calling one backend --------------------------------------------------
-
-    def call(self, hook_name: str, backend: str, **kwargs: Any) -> Any:
-        """Call ``hook_name`` on one backend only; ``None`` means "not mine"."""
-        others = [p for n, p in self.list_name_plugin() if n != backend]
-        caller = self.subset_hook_caller(hook_name, remove_plugins=others)
-        return caller(**kwargs)
 
 
 def _entry_points() -> list[metadata.EntryPoint]:

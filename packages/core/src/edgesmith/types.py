@@ -12,10 +12,12 @@ from typing import Any
 
 import attrs
 
+from .options import Option
+
 #: Format names used everywhere (CLI, manifests, capabilities).
 FORMATS = ("hf", "gguf", "onnx", "openvino", "mlx", "qnn")
-#: Operations a backend may declare.
-OPERATIONS = ("convert", "quantize", "compile", "run")
+#: Kinds of operation a backend may declare (``load`` gives a Runner).
+OPERATIONS = ("convert", "quantize", "compile", "load")
 #: Device names accepted by `compile` and declared by backends.
 DEVICES = ("cpu", "gpu", "npu", "auto")
 
@@ -24,57 +26,151 @@ def _tuple(value: Any) -> tuple:
     return tuple(value) if value is not None else ()
 
 
-def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((str(a), str(b)) for a, b in (value or ()))
-
-
 def _no_problem() -> str | None:
     return None
+
+
+@attrs.frozen
+class Operation:
+    """One thing a backend does, declared before any heavy work.
+
+    - ``kind``: ``convert``, ``quantize``, ``compile`` or ``load``.
+    - ``source``/``format``: the format it reads and the one it writes
+      (``format`` defaults to ``source``: quantize in place, load).
+    - ``handler``: ``"package.module:function"``, imported only when the
+      operation runs (so describing a backend stays cheap), or a callable.
+      The core calls it with already-checked, typed ``options``:
+      convert ``(source, options, output, ctx)``, quantize ``(source, spec,
+      options, output, ctx)``, compile ``(source, device, options, output,
+      ctx)``, load ``(artifact, options, ctx)``.
+    - ``options``: the ``-O KEY=VALUE`` settings it takes (:class:`~edgesmith.options.Option`).
+    - ``schemes``: native scheme names a quantize takes (``--scheme``).
+    - ``devices``: what a compile targets, or where a load runs.
+    - ``generates``: for load, whether the runner generates text (False: a
+      fixed-shape graph served by ``Runner.infer`` only).
+    - ``activations``: for quantize, whether it quantizes activations too
+      (static QDQ). A request with ``--activation-bits`` goes only to such
+      operations; one without prefers weight-only operations.
+    - ``variant``: a short name that tells apart two operations of the same
+      kind and formats (``"static"``); it appears in the label.
+    """
+
+    kind: str
+    source: str
+    handler: str | Callable[..., Any] = attrs.field(eq=False)
+    format: str = ""
+    options: tuple[Option, ...] = attrs.field(default=(), converter=_tuple)
+    schemes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    devices: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    generates: bool = True
+    activations: bool = False
+    variant: str = ""
+    summary: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in OPERATIONS:
+            raise ValueError(f"operation kind {self.kind!r} is not one of {', '.join(OPERATIONS)}")
+        if not self.format:
+            object.__setattr__(self, "format", self.source)
+        if isinstance(self.handler, str) and not all(self.handler.partition(":")[::2]):
+            raise ValueError(f"handler {self.handler!r} is not 'package.module:function'")
+        for fmt in (self.source, self.format):
+            if fmt not in FORMATS:
+                raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+        names = [o.name for o in self.options]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{self.label}: an option is declared twice")
+
+    @property
+    def label(self) -> str:
+        """``convert hf->gguf``, ``quantize onnx (static)``, ``load gguf``: how errors and
+        listings name it."""
+        base = f"{self.kind} {self.source}"
+        if self.format != self.source:
+            base += f"->{self.format}"
+        return f"{base} ({self.variant})" if self.variant else base
+
+    def resolve(self) -> Callable[..., Any]:
+        """The handler function (imported now)."""
+        if callable(self.handler):
+            return self.handler
+        module, _, name = self.handler.partition(":")
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    def to_dict(self) -> dict[str, Any]:
+        handler = self.handler if isinstance(self.handler, str) else \
+            f"{self.handler.__module__}:{self.handler.__qualname__}"
+        return {"kind": self.kind, "source": self.source, "format": self.format, "label": self.label,
+                "handler": handler, "summary": self.summary, "schemes": list(self.schemes),
+                "devices": list(self.devices), "generates": self.generates if self.kind == "load" else None,
+                "activations": self.activations if self.kind == "quantize" else None,
+                "options": [o.to_dict() for o in self.options]}
 
 
 @attrs.frozen
 class BackendInfo:
     """What a backend is and what it can do, declared before any heavy work.
 
-    ``converts``/``quantizes``/``compiles`` are ``(from_format, to_format)``
-    pairs; ``runs`` lists formats it can load. ``check`` must be cheap (no
-    import of the vendor stack): it returns ``None`` when the backend is usable
-    here, otherwise a one-line reason with the fix. ``notes`` explains, per
-    operation, why the backend does not offer it (for example
-    ``{"compile": "GGUF has no ahead-of-time compile step"}``).
+    ``operations`` lists every :class:`Operation` it offers; the core
+    validates requests, plans routes and dispatches from them. ``check``
+    must be cheap (no import of the vendor stack): it returns ``None`` when
+    the backend is usable here, otherwise a one-line reason with the fix.
+    ``notes`` explains, per operation kind, why the backend does not offer it
+    (for example ``{"compile": "GGUF has no ahead-of-time compile step"}``).
     """
 
     name: str
     version: str
     summary: str = ""
-    converts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
-    quantizes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
-    compiles: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
-    runs: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    #: Formats it generates text from; ``None`` means every format in ``runs``.
-    #: A backend that runs only fixed-shape graphs (``Runner.infer``) lists none.
-    generates: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(_tuple))
-    schemes: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
-    devices: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    operations: tuple[Operation, ...] = attrs.field(default=(), converter=_tuple)
     #: Distributions whose versions are recorded in every manifest it writes.
     libraries: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     notes: Mapping[str, str] = attrs.field(factory=dict)
     check: Callable[[], str | None] = attrs.field(default=_no_problem, eq=False, repr=False)
 
-    def operations(self) -> tuple[str, ...]:
-        ops = []
-        for op, decl in (
-            ("convert", self.converts),
-            ("quantize", self.quantizes),
-            ("compile", self.compiles),
-            ("run", self.runs),
-        ):
-            if decl:
-                ops.append(op)
-        return tuple(ops)
+    def ops(self, kind: str, source: str | None = None, fmt: str | None = None) -> list[Operation]:
+        """The declared operations of ``kind`` (from ``source``, writing ``fmt``)."""
+        return [o for o in self.operations if o.kind == kind and (source is None or o.source == source)
+                and (fmt is None or o.format == fmt)]
+
+    def _pairs(self, kind: str) -> tuple[tuple[str, str], ...]:
+        return tuple(dict.fromkeys((o.source, o.format) for o in self.ops(kind)))
+
+    @property
+    def converts(self) -> tuple[tuple[str, str], ...]:
+        return self._pairs("convert")
+
+    @property
+    def quantizes(self) -> tuple[tuple[str, str], ...]:
+        return self._pairs("quantize")
+
+    @property
+    def compiles(self) -> tuple[tuple[str, str], ...]:
+        return self._pairs("compile")
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """Formats it loads."""
+        return tuple(dict.fromkeys(o.source for o in self.ops("load")))
 
     def generation_formats(self) -> tuple[str, ...]:
-        return self.runs if self.generates is None else self.generates
+        """Formats it generates text from."""
+        return tuple(dict.fromkeys(o.source for o in self.ops("load") if o.generates))
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for o in self.ops("quantize") for s in o.schemes))
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d for o in self.operations for d in o.devices))
+
+    def kinds(self) -> tuple[str, ...]:
+        """The operation kinds it offers, in the order of :data:`OPERATIONS`."""
+        have = {o.kind for o in self.operations}
+        return tuple(k for k in OPERATIONS if k in have)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +186,7 @@ class BackendInfo:
             "devices": list(self.devices),
             "libraries": list(self.libraries),
             "notes": dict(self.notes),
+            "operations": [o.to_dict() for o in self.operations],
         }
 
 

@@ -7,9 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-from edgesmith import Artifact, BackendInfo, hookimpl
+from edgesmith import Artifact, BackendInfo, Operation, hookimpl
 from edgesmith.errors import UnsupportedError, UserError
-from edgesmith.util import check_options
 
 
 def _check() -> str | None:
@@ -24,21 +23,19 @@ def edgesmith_backend() -> BackendInfo:
         name="ref",
         version="0.1",
         summary="numpy reference backend (tests only)",
-        quantizes=[("hf", "hf")],
-        runs=["hf"],
-        schemes=["rtn4", "rtn8"],
-        devices=["cpu"],
+        operations=[
+            Operation("quantize", "hf", "edgesmith_ref.plugin:quantize", schemes=["rtn4", "rtn8"],
+                      devices=["cpu"], summary="round-to-nearest 4 or 8 bit, float32 storage"),
+            Operation("load", "hf", "edgesmith_ref.plugin:load", devices=["cpu"],
+                      summary="a numpy forward pass"),
+        ],
         libraries=["numpy", "tokenizers"],
         notes={"compile": "the reference backend has nothing to compile"},
         check=_check,
     )
 
 
-@hookimpl
-def edgesmith_quantize(source, spec, options, output, ctx):
-    if source.format != "hf":
-        return None
-    check_options(options, [], "backend ref")
+def quantize(source, spec, options, output, ctx):
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
@@ -76,11 +73,7 @@ def edgesmith_quantize(source, spec, options, output, ctx):
     return Artifact(output, "hf", details={"bits": bits, "group_size": group})
 
 
-@hookimpl
-def edgesmith_run(artifact, options, ctx):
-    if artifact.format != "hf":
-        return None
-    check_options(options, [], "backend ref")
+def load(artifact, options, ctx):
     from .runner import NumpyRunner
 
     return NumpyRunner(Path(artifact.path))

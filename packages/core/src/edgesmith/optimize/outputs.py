@@ -52,34 +52,15 @@ def summary(plan: Any, recipe: Any, machine: Any, steps: dict[str, Any], results
 
 # -- deployment notes ---------------------------------------------------------
 
-def _native(fmt: str | None, rel: str, entry: Path) -> list[str]:
-    """The vendor's own way to run an artifact (no edgesmith needed)."""
-    if fmt == "gguf":
-        return [f"llama-cli -m {entry} -cnv                      # llama.cpp",
-                f"llama-server -m {entry} --host 127.0.0.1 --port 8080",
-                f"python -c \"from llama_cpp import Llama; print(Llama('{entry}')('Hello', max_tokens=32))\""]
-    if fmt == "openvino":
-        return [f"python -c \"import openvino_genai as og; "
-                f"print(og.LLMPipeline('{rel}', 'CPU').generate('Hello', max_new_tokens=32))\""]
-    if fmt == "mlx":
-        return [f"python -m mlx_lm generate --model {rel} --prompt 'Hello' --max-tokens 32",
-                f"python -m mlx_lm server --model {rel} --host 127.0.0.1"]
-    if fmt == "onnx":
-        return ["python - <<'PY'                                    # onnxruntime-genai",
-                "import onnxruntime_genai as og",
-                f"model = og.Model('{rel}')",
-                "tok = og.Tokenizer(model)",
-                "params = og.GeneratorParams(model)",
-                "params.set_search_options(max_length=64)",
-                "gen = og.Generator(model, params)",
-                "gen.append_tokens(tok.encode('Hello'))",
-                "while not gen.is_done():",
-                "    gen.generate_next_token()",
-                "print(tok.decode(gen.get_sequence(0)))",
-                "PY"]
-    if fmt == "qnn":
-        return [f"python -c \"import onnxruntime as ort; "
-                f"ort.InferenceSession('{entry}', providers=['QNNExecutionProvider'])\""]
+def _native(backend: str | None, fmt: str | None, rel: str, entry: Path) -> list[str]:
+    """The vendor's own way to run an artifact (no edgesmith needed), from the backend that made it."""
+    from ..plugins import get_manager
+
+    if not backend or not fmt:
+        return []
+    for _, lines in get_manager().contributions("edgesmith_deploy_commands", only=backend,
+                                                 format=fmt, path=rel, entry=str(entry)):
+        return [str(line) for line in lines]
     return []
 
 
@@ -121,7 +102,7 @@ def readme(s: dict[str, Any]) -> str:
         if row.get("ppl_ratio"):
             figs.append(f"perplexity ×{row['ppl_ratio']:.3f} of the base")
         lines += [f"Chosen: **{c['label']}** (`{rel}`, backend {t['backend']}; {', '.join(figs)}).", "",
-                  f"Why: {t['why']}", "", "```sh", *_native(c.get("format"), rel, entry),
+                  f"Why: {t['why']}", "", "```sh", *_native(t.get("backend"), c.get("format"), rel, entry),
                   f"edgesmith run {rel} -p 'Hello' --max-tokens 32",
                   f"edgesmith serve {rel}                         # OpenAI-compatible, 127.0.0.1:8000",
                   "```", ""]

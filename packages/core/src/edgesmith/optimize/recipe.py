@@ -16,7 +16,7 @@ import attrs
 from ..errors import UserError
 from ..measure.gates import Gates
 from ..types import DEVICES, FORMATS
-from .targets import BUILTIN, Candidate, Target
+from .targets import Candidate, Target, known_targets, offered
 
 PREFER = ("speed", "size", "quality")
 
@@ -42,8 +42,8 @@ class Recipe:
     gates: Gates = DEFAULT_GATES
     bench: Mapping[str, Any] = attrs.field(factory=lambda: dict(DEFAULT_BENCH))
     eval: Mapping[str, Any] = attrs.field(factory=lambda: dict(DEFAULT_EVAL))
-    #: built-in targets with the recipe's changes applied, plus the recipe's own
-    known: Mapping[str, Target] = attrs.field(factory=lambda: dict(BUILTIN))
+    #: the backends' targets with the recipe's changes applied, plus the recipe's own
+    known: Mapping[str, Target] = attrs.field(factory=known_targets)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,13 +137,14 @@ def _auto_label(c: Mapping[str, Any]) -> str:
 _TARGET_KEYS = ("title", "backend", "format", "device", "base", "candidates", "compile")
 
 
-def _target(name: str, raw: Any, base: Path, calibration: Path | None) -> Target:
+def _target(name: str, raw: Any, base: Path, calibration: Path | None,
+            contributed: Mapping[str, Target]) -> Target:
     where = f"[targets.{name}]"
     t = _keys(raw, _TARGET_KEYS, where)
-    known = BUILTIN.get(name)
+    known = contributed.get(name)
     if known is None and not ("backend" in t and "format" in t):
-        raise _fail(where, "a new target needs backend and format (or use a built-in name: "
-                           + ", ".join(n for n in BUILTIN if n != "snapdragon-cpu") + ")")
+        raise _fail(where, "a new target needs backend and format (or change one the installed "
+                           "backends offer: " + (", ".join(offered(contributed)) or "none") + ")")
     changes: dict[str, Any] = {}
     if "backend" in t:
         changes["backends"] = (_typed(t["backend"], str, f"{where}.backend"),)
@@ -232,9 +233,10 @@ def load(path: str | Path) -> Recipe:
     ev = dict(DEFAULT_EVAL)
     for k, v in _keys(doc.get("eval", {}), tuple(DEFAULT_EVAL), "[eval]").items():
         ev[k] = str(_path(v, base, "[eval].text")) if k == "text" else _typed(v, int, f"[eval].{k}")
-    known = dict(BUILTIN)
+    contributed = known_targets()
+    known = dict(contributed)
     for name, raw in _typed(doc.get("targets", {}), dict, "[targets]").items():
-        known[name] = _target(name, raw, base, calibration)
+        known[name] = _target(name, raw, base, calibration, contributed)
     return Recipe(source=str(path), model=model, targets=targets, prefer=prefer,
                   budget_mb=float(budget) if budget else None, calibration=calibration,
                   gates=_gates(doc.get("gates", {})), bench=bench, eval=ev, known=known)

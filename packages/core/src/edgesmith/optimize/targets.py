@@ -2,18 +2,22 @@
 
 A target names the backend(s) that make the best artifact for a device, the
 format that ends up deployed, how to make the unquantized base (also the
-quality reference), and the candidates to compare. Recipes override any of it
-or add targets of their own.
+quality reference), and the candidates to compare. The backends contribute
+them (the ``edgesmith_optimize_targets`` hook), so the core names none;
+recipes override any of it or add targets of their own.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from ..errors import UserError
+
+log = logging.getLogger("edgesmith")
 
 
 @attrs.frozen
@@ -45,14 +49,16 @@ def _always(machine: Any) -> bool:
 
 @attrs.frozen
 class Target:
+    """A kind of device and how to make the best artifact for it."""
+
     name: str
     title: str
     device: str
     #: preference order; the first usable one that generates ``format`` is used
-    backends: tuple[str, ...]
+    backends: tuple[str, ...] = attrs.field(converter=tuple)
     format: str
     base_options: Mapping[str, str] = attrs.field(factory=dict)
-    candidates: tuple[Candidate, ...] = ()
+    candidates: tuple[Candidate, ...] = attrs.field(default=(), converter=tuple)
     #: compile every candidate for this device afterwards (``None``: no compile step)
     compile: str | None = None
     #: whether this machine is the device (otherwise speeds are a stand-in)
@@ -61,76 +67,60 @@ class Target:
     device_options: Mapping[str, str] = attrs.field(factory=dict)
     #: a target to use when none of ``backends`` can generate text here, and why
     fallback: str | None = None
+    #: selectable with ``--target NAME`` (False: only as another target's fallback)
+    offered: bool = True
+    #: order in listings and in ``--target all`` (lower first)
+    rank: int = 50
 
 
-def _intel(m: Any) -> bool:
-    return m.cpu_vendor == "Intel"
+def known_targets(manager: Any = None) -> dict[str, Target]:
+    """Every target the registered backends contribute, in rank order."""
+    from ..plugins import get_manager
+
+    manager = manager or get_manager()
+    found: dict[str, Target] = {}
+    for backend, targets in manager.contributions("edgesmith_optimize_targets"):
+        for t in targets:
+            if not isinstance(t, Target):
+                log.warning("backend %s contributed %r, not a Target; ignored", backend, t)
+            elif t.name in found:
+                log.warning("target %s is contributed twice; keeping %s's", t.name, found[t.name].backends[0])
+            else:
+                found[t.name] = t
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].rank, kv[0])))
 
 
-def _apple(m: Any) -> bool:
-    return bool(m.apple_silicon)
+def offered(known: Mapping[str, Target]) -> list[str]:
+    """Names ``--target`` accepts (besides ``auto`` and ``all``)."""
+    return [n for n, t in known.items() if t.offered]
 
 
-def _nvidia(m: Any) -> bool:
-    return bool(m.cuda_devices) or "NVIDIA GPU" in m.gpus
-
-
-def _snapdragon_npu(m: Any) -> bool:
-    return bool(m.snapdragon and m.npus)
-
-
-BUILTIN: dict[str, Target] = {t.name: t for t in (
-    Target("portable", "any CPU: laptops, phones, single-board computers (llama.cpp)", "cpu",
-           ("llamacpp",), "gguf", {"dtype": "f16"},
-           (Candidate("Q4_K_M", scheme="Q4_K_M"), Candidate("Q8_0", scheme="Q8_0"))),
-    Target("intel-cpu", "Intel CPUs (OpenVINO)", "cpu", ("openvino",), "openvino", {"dtype": "fp16"},
-           (Candidate("int4-g64", bits=4, group_size=64), Candidate("int8", bits=8)),
-           present=_intel),
-    Target("apple-silicon", "Apple M-series (MLX)", "gpu", ("mlx",), "mlx", {"dtype": "float16"},
-           (Candidate("4bit-g64", bits=4, group_size=64), Candidate("8bit-g64", bits=8, group_size=64)),
-           present=_apple),
-    Target("nvidia-gpu", "NVIDIA GPUs (ONNX Runtime GenAI, built by Olive)", "gpu", ("olive",), "onnx",
-           {"dtype": "fp32", "provider": "cpu"},
-           (Candidate("int4-g32", bits=4, group_size=32), Candidate("int8", bits=8)),
-           present=_nvidia, device_options={"dtype": "fp16", "provider": "cuda"}),
-    Target("snapdragon-npu", "Snapdragon Hexagon NPU (QNN context binaries)", "npu", ("qnn",), "qnn", {},
-           (Candidate("a16w8", scheme="a16w8"),), compile="npu", present=_snapdragon_npu,
-           fallback="snapdragon-cpu"),
-    # Not offered by name: what snapdragon-npu falls back to for text generation.
-    # llama.cpp repacks Q4_0 at load time for Arm's dot-product instructions.
-    Target("snapdragon-cpu", "Snapdragon Oryon/Kryo CPU (llama.cpp, Q4_0 repacked for Arm)", "cpu",
-           ("llamacpp",), "gguf", {"dtype": "f16"},
-           (Candidate("Q4_0", scheme="Q4_0"), Candidate("Q8_0", scheme="Q8_0")),
-           present=_snapdragon_npu),
-)}
-
-#: Names accepted by ``--target`` besides ``auto`` and ``all``.
-TARGETS = ("intel-cpu", "apple-silicon", "snapdragon-npu", "nvidia-gpu", "portable")
-
-#: doctor's recommended backend -> the target that uses it
-_BY_BACKEND = {"mlx": "apple-silicon", "qnn": "snapdragon-npu", "olive": "nvidia-gpu",
-               "openvino": "intel-cpu", "llamacpp": "portable"}
-
-
-def resolve(names: list[str], machine: Any, known: Mapping[str, Target]) -> tuple[list[str], str]:
-    """Expand ``auto``/``all`` into target names; returns (names, how they were chosen)."""
+def resolve(names: list[str], machine: Any, known: Mapping[str, Target],
+            rules: list[Any] | None = None) -> tuple[list[str], str]:
+    """Expand ``auto``/``all`` into target names; returns (names, how they were chosen).
+    ``auto`` follows doctor's ``rules`` (default: the installed backends')."""
     from ..doctor import choose_stack
 
     out: list[str] = []
     how = []
     for name in names:
         if name == "all":
-            out += [t for t in known if t in TARGETS or t not in BUILTIN]
+            out += offered(known)
             how.append("all: every target")
         elif name == "auto":
-            backend, why = choose_stack(machine)
-            out.append(_BY_BACKEND[backend])
-            how.append(f"auto: {_BY_BACKEND[backend]} ({why})")
-        elif name in known and (name in TARGETS or name not in BUILTIN):
+            backend, why = choose_stack(machine, rules)
+            target = next((n for n in offered(known) if known[n].backends[:1] == (backend,)), None)
+            if target is None:
+                raise UserError(f"auto: no installed backend offers a target for this machine ({why}); "
+                                f"name one with --target (offered: {', '.join(offered(known)) or 'none'})")
+            out.append(target)
+            how.append(f"auto: {target} ({why})")
+        elif name in known and known[name].offered:
             out.append(name)
         else:
-            offered = ", ".join(["auto", *[t for t in known if t in TARGETS or t not in BUILTIN], "all"])
-            raise UserError(f"unknown target {name!r}; choose one of {offered}")
+            choices = ", ".join(["auto", *offered(known), "all"])
+            raise UserError(f"unknown target {name!r}; choose one of {choices} (targets come from the "
+                            f"installed backends: see `edgesmith backends`)")
     seen: list[str] = []
     for n in out:
         if n not in seen:

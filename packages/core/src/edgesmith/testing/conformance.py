@@ -23,6 +23,7 @@ Every check runs the real backend; nothing here mocks a vendor library.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -41,7 +42,7 @@ from edgesmith.errors import OutputExistsError, UserError
 from edgesmith.formats import detect
 from edgesmith.manifest import MANIFEST_NAME, TMP_MARK
 from edgesmith.plugins import get_manager
-from edgesmith.types import DEVICES, FORMATS, RunRequest
+from edgesmith.types import DEVICES, OPERATIONS, RunRequest
 from edgesmith.util import content_hash
 
 #: Modules that listing or importing a backend's plugin must never pull in.
@@ -110,23 +111,24 @@ class BackendConformance:
 
     def test_capabilities_are_well_formed(self) -> None:
         info = self.record().info
-        for a, b in (*info.converts, *info.quantizes, *info.compiles):
-            assert a in FORMATS and b in FORMATS, (a, b)
-        assert set(info.runs) <= set(FORMATS)
+        assert info.operations, f"{self.backend} declares no operation"
         assert set(info.devices) <= set(DEVICES)
-        assert set(info.notes) <= {"convert", "quantize", "compile", "run"}
-        # A declared operation has a hook; a hook-less operation is not declared.
-        impls = {
-            hook: any(i.plugin_name == self.backend
-                      for i in getattr(get_manager().hook, f"edgesmith_{hook}").get_hookimpls())
-            for hook in ("convert", "quantize", "compile", "run")
-        }
-        declared = dict(zip(("convert", "quantize", "compile", "run"),
-                            (info.converts, info.quantizes, info.compiles, info.runs), strict=True))
-        for op, decl in declared.items():
-            if decl:
-                assert impls[op], f"{self.backend} declares {op} but implements no edgesmith_{op}"
-        assert self.operation in info.operations(), f"{self.backend} does not declare {self.operation}"
+        assert set(info.notes) <= {*OPERATIONS, "run"}
+        labels = [op.label for op in info.operations]
+        for op in info.operations:
+            # Every declared operation names a handler that exists and takes the core's arguments.
+            handler = op.resolve()
+            assert callable(handler), f"{op.label}: handler {op.handler!r} is not callable"
+            wanted = {"convert": 4, "quantize": 5, "compile": 5, "load": 3}[op.kind]
+            params = [p for p in inspect.signature(handler).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            assert len(params) >= wanted, f"{op.label}: {op.handler} takes {len(params)} arguments, not {wanted}"
+            for o in op.options:
+                assert o.help, f"{op.label}: option {o.name} has no help text"
+                if o.default is not None:
+                    assert o.convert(o.default) == o.default, f"{op.label}: default of {o.name} is not valid"
+        assert len(labels) == len(set(labels)), f"two operations share a label: {labels}"
+        assert self.operation in info.kinds(), f"{self.backend} does not declare {self.operation}"
 
     def test_plugin_import_is_light(self) -> None:
         rec = self.record()

@@ -1,0 +1,64 @@
+"""The backend guide's example, installed from the page as a third-party
+backend would be: it is listed with its typed options, quantizes, runs, and
+joins `edgesmith optimize` with a target of its own, with no core change."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..core.conftest import env_with, make_site
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "backend-guide.md"
+CLI = [sys.executable, "-m", "edgesmith.cli"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    text = GUIDE.read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "edgesmith_rtn.plugin" in b)
+    site = make_site(tmp_path_factory.mktemp("site-rtn"), "rtn", "edgesmith_rtn.plugin",
+                     {"edgesmith_rtn/__init__.py": "", "edgesmith_rtn/plugin.py": code})
+    return env_with(site)
+
+
+def run(*args, env):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_listed_with_typed_options(env):
+    out = run("backends", "rtn", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout)
+    assert rec["status"] == "available", rec
+    ops = {o["label"]: o for o in rec["capabilities"]["operations"]}
+    assert set(ops) == {"quantize hf", "load hf"}
+    (skip,) = ops["quantize hf"]["options"]
+    assert skip["name"] == "skip" and skip["kind"] == "str" and skip["default"] == "embed_tokens"
+
+
+def test_quantize_and_its_errors(env, tiny_model, tmp_path):
+    model = tiny_model("llama")
+    q = run("quantize", model, "--bits", "4", "--backend", "rtn", "-o", tmp_path / "q", "--json", env=env)
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout)["manifest"]["details"] == {"bits": 4, "skipped": "embed_tokens"}
+    bad = run("quantize", model, "--bits", "12", "--backend", "rtn", "-o", tmp_path / "q2", env=env)
+    assert bad.returncode == 2 and "--bits 2 to 8" in bad.stderr and not (tmp_path / "q2").exists()
+    typo = run("quantize", model, "--bits", "4", "--backend", "rtn", "-O", "skipp=x", "-o", tmp_path / "q3", env=env)
+    assert typo.returncode == 2 and "rtn quantize hf has no option 'skipp'; known options: skip" in typo.stderr
+
+
+def test_joins_optimize_and_wins_its_target(env, tiny_model, tmp_path):
+    out = tmp_path / "opt"
+    r = run("optimize", tiny_model("llama"), "--target", "rtn-cpu", "-o", out, "--threads", "1", "--json",
+            env=env)
+    assert r.returncode == 0, r.stderr
+    (target,) = json.loads((out / "summary.json").read_text())["targets"]
+    assert target["name"] == "rtn-cpu" and target["backend"] == "rtn"
+    assert target["chosen"] and target["chosen"]["label"] in ("rtn8", "rtn4"), target["why"]
+    assert (out / "rtn" / target["chosen"]["label"] / "edgesmith.json").is_file()
