@@ -30,16 +30,21 @@ def test_out_of_range_n_ctx_fails_at_once(gguf_of) -> None:
     t0 = time.perf_counter()
     line = error_line("run", gguf_of("llama"), "-p", "hi", "-O", "n_ctx=99999999999", "-b", "llamacpp")
     assert time.perf_counter() - t0 < 20
+    assert "llamacpp load gguf: option n_ctx=99999999999 is not valid; give a whole number from 1 to" in line
+
+
+def test_n_ctx_is_bounded_by_the_trained_context(gguf_of) -> None:
     # The tiny model was trained for 2048 positions: that is the ceiling.
-    assert "llamacpp run: option n_ctx=99999999999 is not valid" in line
-    assert "from 1 to 2048" in line
+    line = error_line("run", gguf_of("llama"), "-p", "hi", "-O", "n_ctx=4096", "-b", "llamacpp")
+    assert line.endswith("llamacpp load gguf: option n_ctx=4096 is not valid; give a whole number "
+                         "from 1 to 2048")
 
 
 def test_unknown_key_names_backend_operation_and_key(gguf_of, tmp_path: Path) -> None:
     out = tmp_path / "q"
     line = error_line("quantize", gguf_of("llama"), "-o", out, "--scheme", "Q8_0", "-O", "colour=blue",
                       "-b", "llamacpp")
-    assert "llamacpp quantize has no option 'colour'; known options: pure" in line
+    assert "llamacpp quantize gguf has no option 'colour'; known options: pure" in line
     assert not out.exists()
 
 
@@ -48,7 +53,7 @@ def test_bad_bool_is_refused(gguf_of, tmp_path: Path) -> None:
     out = tmp_path / "q"
     line = error_line("quantize", gguf_of("llama"), "-o", out, "--scheme", "Q8_0", "-O", "pure=maybe",
                       "-b", "llamacpp")
-    assert "llamacpp quantize: option pure=maybe is not valid; give true or false" in line
+    assert "llamacpp quantize gguf: option pure=maybe is not valid; give true or false" in line
     assert not out.exists()
 
 
@@ -60,7 +65,7 @@ def test_bool_spellings(gguf_of, tmp_path: Path, word: str) -> None:
 
 
 def test_n_batch_is_bounded_by_n_ctx(gguf_of) -> None:
-    with pytest.raises(UserError, match=r"llamacpp run: option n_batch=1024 .* from 1 to 512$"):
+    with pytest.raises(UserError, match=r"llamacpp load gguf: option n_batch=1024 .* from 1 to 512$"):
         api.load(gguf_of("llama"), backend="llamacpp", options={"n_ctx": "512", "n_batch": "1024"})
     with pytest.raises(UserError, match="n_ctx=0 is not valid"):
         api.load(gguf_of("llama"), backend="llamacpp", options={"n_ctx": "0"})
@@ -75,7 +80,7 @@ def test_dtype_aliases(tiny_model, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "g" / "edgesmith.json").read_text())["details"]["dtype"] == "f32"
     line = error_line("convert", tmp_path / "g", "--to", "hf", "-o", tmp_path / "hf", "--dtype", "q8_0",
                       "-b", "llamacpp")
-    assert "llamacpp convert to hf: option dtype=q8_0 is not valid; give one of f16, bf16, f32" in line
+    assert "llamacpp convert gguf->hf: option dtype=q8_0 is not valid; give one of f16, bf16, f32" in line
 
 
 def test_empty_prompt_is_a_user_error(gguf_of) -> None:

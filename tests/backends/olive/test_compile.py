@@ -30,3 +30,13 @@ def test_compile_cpu(bundles, tmp_path):
         assert a.generate(req).token_ids == b.generate(req).token_ids
         ids = a.tokenize("The library was quiet.")
         assert abs(a.logprobs(ids) - b.logprobs(ids)).max() < 1e-3
+
+
+def test_compile_for_another_device_is_refused(bundles, tmp_path):
+    """Declaring "auto" makes the core offer every device; only the CPU is compiled for here."""
+    from edgesmith.errors import UnsupportedError
+
+    out = tmp_path / "npu"
+    with pytest.raises(UnsupportedError, match="CPU only, not npu; use --device cpu"):
+        api.compile(bundles("llama", "onnx"), "npu", out, backend="olive")
+    assert not out.exists()

@@ -141,9 +141,11 @@ def test_declared_operations():
 
 
 def test_declaring_the_backend_is_light():
-    """Importing the plugin and describing the backend loads no vendor stack, not even numpy."""
+    """Importing the plugin, describing the backend and its contributions (optimize target,
+    doctor rule) loads no vendor stack, not even numpy."""
     heavy = ("numpy", "onnx", "onnxruntime", "onnxruntime_genai", "olive", "torch", "transformers")
     code = ("import sys, json, edgesmith_olive.plugin as p; p.edgesmith_backend(); "
+            "p.edgesmith_optimize_targets(); p.edgesmith_doctor_rules(); "
             f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -26,7 +26,7 @@ from edgesmith.manifest import MANIFEST_NAME
 from edgesmith.options import parse
 from edgesmith.types import Context, Timings
 from edgesmith_qnn import hub
-from edgesmith_qnn.compile import COMPILE_OPTIONS
+from edgesmith_qnn.options import COMPILE_OPTIONS
 
 S24 = "Samsung Galaxy S24 (Family)"
 
@@ -222,8 +222,8 @@ def test_bad_options_stop_before_any_request(client, encoder, quantized, tmp_pat
     ctx = Context()
 
     def run(src, **opts):
-        # As compile_npu does: the options parsed first, then the hub job.
-        parsed = parse(COMPILE_OPTIONS, {"hub_device": S24, **opts}, backend="qnn", operation="compile")
+        # As the core does before compile_npu: the options parsed first, then the hub job.
+        parsed = parse(COMPILE_OPTIONS, {"hub_device": S24, **opts}, backend="qnn", operation="compile qnn")
         return hub.compile_on_hub(formats.detect(src), parsed, tmp_path, ctx, client=client)
 
     with pytest.raises(UserError, match="soc_model describe the local HTP target"):
@@ -232,7 +232,7 @@ def test_bad_options_stop_before_any_request(client, encoder, quantized, tmp_pat
         run(quantized("a8w8"), hub_options="--target_runtime tflite")
     with pytest.raises(UserError, match="dynamic dimensions"):
         run(encoder)  # the uploaded graph must be static, as for a local compile
-    with pytest.raises(UserError, match="qnn compile: option hub_timeout=0 is not valid"):
+    with pytest.raises(UserError, match="qnn compile qnn: option hub_timeout=0 is not valid"):
         run(quantized("a8w8"), hub_timeout="0")
     assert client.calls == []
     with pytest.raises(UserError, match="apply to Qualcomm AI Hub jobs only"):

@@ -27,7 +27,7 @@ def error_line(*args: object) -> str:
 def test_unknown_key(encoder, tmp_path: Path) -> None:
     out = tmp_path / "q"
     line = error_line("quantize", encoder, "-o", out, "--scheme", "a8w8", "-O", "colour=blue", "-b", "qnn")
-    assert "qnn quantize has no option 'colour'; known options: calibrate_method" in line
+    assert "qnn quantize onnx->qnn has no option 'colour'; known options: calibrate_method" in line
     assert not out.exists()
 
 
@@ -35,7 +35,7 @@ def test_bad_bool(encoder, tmp_path: Path) -> None:
     out = tmp_path / "c"
     line = error_line("compile", encoder, "--device", "npu", "-o", out, "-O", "cpu_fallback=maybe",
                       "-b", "qnn")
-    assert "qnn compile: option cpu_fallback=maybe is not valid; give true or false" in line
+    assert "qnn compile onnx->qnn: option cpu_fallback=maybe is not valid; give true or false" in line
     assert not out.exists()
 
 
@@ -49,12 +49,12 @@ def test_out_of_range(encoder, tmp_path: Path, op: str, key: str, value: str, ac
     out = tmp_path / "x"
     args = ["--scheme", "a8w8"] if op == "quantize" else ["--device", "npu"]
     line = error_line(op, encoder, "-o", out, *args, "-O", f"{key}={value}", "-b", "qnn")
-    assert line.endswith(f"qnn {op}: option {key}={value} is not valid; give {accepted}")
+    assert line.endswith(f"qnn {op} onnx->qnn: option {key}={value} is not valid; give {accepted}")
     assert not out.exists()
 
 
 def test_run_and_profile_options(encoder) -> None:
-    with pytest.raises(UserError, match="qnn run: option htp_arch=99 is not valid; give one of 68, 69"):
+    with pytest.raises(UserError, match="qnn load onnx: option htp_arch=99 is not valid; give one of 68, 69"):
         api.load(encoder, backend="qnn", options={"htp_arch": "99"})
     with pytest.raises(UserError, match="qnn hub profile has no option 'hub_device'"):
         hub.profile(encoder, "Samsung Galaxy S24", options={"hub_device": "x"})

@@ -139,7 +139,8 @@ def test_unsupported_op_without_fallback_names_it(unsupported, tmp_path):
 
 
 def test_bad_options_and_specs(encoder, tmp_path):
-    with pytest.raises(UserError, match="qnn quantize has no option 'nope'; known options: calibrate_method"):
+    with pytest.raises(UserError, match="qnn quantize onnx->qnn has no option 'nope'; known options: "
+                                        "calibrate_method"):
         api.quantize(encoder, tmp_path / "a", scheme="a8w8", backend="qnn", options={"nope": "1"})
     with pytest.raises(UnsupportedError, match="group"):
         api.quantize(encoder, tmp_path / "b", bits=8, group_size=32, backend="qnn", options=SHAPE)

@@ -188,13 +188,15 @@ def quantize(
     check_output(Path(output), force, [art.path])
     wanted = spec.native
 
-    def accepts(op: Operation) -> bool:
+    def refuse(op: Operation) -> str | None:
         if spec.activation_bits and not op.activations:
-            return False
-        return wanted is None or wanted.lower() in {s.lower() for s in op.schemes}
+            return f"{op.label} quantizes weights only (drop --activation-bits)"
+        if wanted and wanted.lower() not in {s.lower() for s in op.schemes}:
+            return f"{op.label} has no scheme {wanted} (it has {', '.join(op.schemes) or 'none'})"
+        return None
 
     what = f"quantize {art.format}" + (f" with scheme {wanted}" if wanted else "")
-    choice = choose(get_manager(), "quantize", art.format, backend=backend, accept=accepts, what=what)
+    choice = choose(get_manager(), "quantize", art.format, backend=backend, refuse=refuse, what=what)
     _announce("quantize", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, allow_requantize=allow_requantize, progress=progress)
@@ -257,7 +259,8 @@ def compile(  # noqa: A001 - mirrors the CLI command name
     manager = get_manager()
     try:
         choice = choose(manager, "compile", art.format, backend=backend,
-                        accept=(lambda op: device in op.devices or "auto" in op.devices),
+                        refuse=lambda op: None if device in op.devices or device == "auto" else
+                        f"{op.label} compiles for {', '.join(op.devices) or 'no device'}",
                         what=f"compile {art.format} for {device}")
     except UnsupportedError as exc:
         notes = [f"{r.name}: {r.info.notes['compile']}" for r in manager.records.values()

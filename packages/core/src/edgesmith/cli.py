@@ -14,12 +14,19 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
 
+from .cliutil import (
+    backend_options,
+    echo_json,
+    json_option,
+    output_options,
+    parse_pairs,
+    progress,
+    threads_option,
+)
 from .errors import EdgesmithError
 from .types import DEVICES, FORMATS
 
@@ -126,96 +133,10 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-# -- shared options -----------------------------------------------------------
-
-def _json_opt(f: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")(f)
-
-
-def _backend_opts(f: Callable) -> Callable:
-    f = click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-                     help="Backend-specific setting (repeatable).")(f)
-    f = click.option("--backend", "-b", metavar="NAME",
-                     help="Use this backend only (default: chosen from capabilities).")(f)
-    return f
-
-
-def _output_opts(f: Callable) -> Callable:
-    f = click.option("--force", is_flag=True, help="Replace the output if it exists.")(f)
-    f = click.option("-o", "--output", required=True, type=click.Path(),
-                     help="Output directory (created; must not exist unless --force).")(f)
-    return f
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send everything written to stdout to stderr while vendor stacks work.
-
-    Some print to stdout (NNCF's bit-width tables, C libraries' logs), which
-    would corrupt `--json` results; stdout carries only edgesmith's results.
-    Done at the file-descriptor level too, for output from C code.
-    """
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no fd 1 (a detached process): nothing to protect
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        stream = sys.stdout
-        sys.stdout = sys.stderr
-        try:
-            yield
-        finally:
-            sys.stdout = stream
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-@contextmanager
-def _progress(enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """A rich progress display on stderr; yields the callback for Context.progress.
-    Stdout goes to stderr meanwhile (see :func:`_stdout_to_stderr`)."""
-    with _stdout_to_stderr():
-        yield from _progress_display(enabled)
-
-
-def _progress_display(enabled: bool) -> Iterator[Callable[..., None]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
-        last: list[str] = []
-
-        def plain(description: str, completed: float | None = None, total: float | None = None) -> None:
-            if not last or last[-1] != description:
-                last.append(description)
-                click.echo(f"edgesmith: {description}", err=True)
-
-        yield plain
-        return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as prog:
-        task = prog.add_task("starting", total=None)
-
-        def update(description: str, completed: float | None = None, total: float | None = None) -> None:
-            prog.update(task, description=description, completed=completed or 0, total=total)
-
-        yield update
-
-
 def _report_artifact(art: Any, as_json: bool) -> None:
     m = art.manifest or {}
     if as_json:
-        _echo_json({"path": str(art.path), "format": art.format, "entry": art.entry, "manifest": m})
+        echo_json({"path": str(art.path), "format": art.format, "entry": art.entry, "manifest": m})
         return
     from rich.console import Console
     from rich.table import Table
@@ -236,28 +157,26 @@ def _mib(n: Any) -> str:
     return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "?"
 
 
-def _opts(pairs: tuple[str, ...]) -> dict[str, str]:
-    from .util import parse_options
-
-    return parse_options(pairs)
-
-
 # -- commands -----------------------------------------------------------------
 
 @main.command()
 @click.argument("name", required=False)
-@_json_opt
-def backends(name: str | None, as_json: bool) -> None:
+@click.option("--require", metavar="NAME[,NAME]",
+              help="Exit 1 unless each of these backends is installed and available (for CI).")
+@json_option
+def backends(name: str | None, require: str | None, as_json: bool) -> None:
     """List discovered backends, their status and what they can do; with NAME,
     every operation of that backend and its options."""
     from . import api
 
     recs = api.backends()
+    if require:
+        _require(recs, [n.strip() for n in require.split(",") if n.strip()])
     if name is not None:
         _backend_detail(name, recs, as_json)
         return
     if as_json:
-        _echo_json([r.to_dict() for r in recs])
+        echo_json([r.to_dict() for r in recs])
         return
     from rich.console import Console
     from rich.table import Table
@@ -279,6 +198,15 @@ def backends(name: str | None, as_json: bool) -> None:
     Console().print(t)
 
 
+def _require(recs: list[Any], names: list[str]) -> None:
+    by = {r.name: r for r in recs}
+    bad = [f"{n} is {by[n].status}: {by[n].reason}" if n in by else f"{n} is not installed"
+           for n in names if n not in by or not by[n].usable]
+    if bad:
+        click.echo(f"edgesmith: error: required backends are not usable: {'; '.join(bad)}", err=True)
+        sys.exit(1)
+
+
 def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
     from .errors import UserError
 
@@ -287,7 +215,7 @@ def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
         known = ", ".join(r.name for r in recs) or "none"
         raise UserError(f"no backend named {name!r} is installed (installed: {known})")
     if as_json:
-        _echo_json(rec.to_dict())
+        echo_json(rec.to_dict())
         return
     from rich.console import Console
     from rich.table import Table
@@ -318,14 +246,14 @@ def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path())
-@_json_opt
+@json_option
 def inspect(path: str, as_json: bool) -> None:
     """Identify a model (HF, GGUF, ONNX, OpenVINO IR, MLX, QNN) and what can be done with it."""
     from . import api
 
     info = api.inspect(path)
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     from rich.console import Console
     from rich.table import Table
@@ -358,22 +286,22 @@ def inspect(path: str, as_json: bool) -> None:
 @click.argument("source", type=click.Path())
 @click.option("--to", "target", required=True, type=click.Choice(FORMATS), help="Target format.")
 @click.option("--dtype", help="Weight type of the result (backend-specific, e.g. f16, bf16, f32, q8_0).")
-@_output_opts
-@_backend_opts
+@output_options
+@backend_options
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint to run.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt/.pth).")
-@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
-@_json_opt
+@threads_option
+@json_option
 def convert(source: str, target: str, dtype: str | None, output: str, force: bool,
             backend: str | None, options: tuple[str, ...], trust_remote_code: bool,
             allow_pickle: bool, threads: int | None, as_json: bool) -> None:
     """Convert SOURCE to another format."""
     from . import api
 
-    with _progress() as progress:
-        art = api.convert(source, target, output, backend=backend, options=_opts(options),
+    with progress() as report:
+        art = api.convert(source, target, output, backend=backend, options=parse_pairs(options),
                           dtype=dtype, force=force, trust_remote_code=trust_remote_code,
-                          allow_pickle=allow_pickle, threads=threads, progress=progress)
+                          allow_pickle=allow_pickle, threads=threads, progress=report)
     _report_artifact(art, as_json)
 
 
@@ -387,13 +315,13 @@ def convert(source: str, target: str, dtype: str | None, output: str, force: boo
 @click.option("--activation-bits", type=int, help="Static activation quantization bits (8, 16).")
 @click.option("--ratio", type=float, help="Share of layers at --bits; the rest stay wider.")
 @click.option("--calibration", type=click.Path(), help="Text file or directory of inputs for data-aware methods.")
-@_output_opts
-@_backend_opts
+@output_options
+@backend_options
 @click.option("--allow-requantize", is_flag=True, help="Quantize a model that is already quantized.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt/.pth).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint to run.")
-@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
-@_json_opt
+@threads_option
+@json_option
 def quantize(source: str, bits: int | None, group_size: int | None, symmetric: bool | None,
              method: str | None, scheme: str | None, activation_bits: int | None,
              ratio: float | None, calibration: str | None, output: str, force: bool,
@@ -403,13 +331,13 @@ def quantize(source: str, bits: int | None, group_size: int | None, symmetric: b
     """Quantize SOURCE: --bits N [...] or --scheme NATIVE."""
     from . import api
 
-    with _progress() as progress:
+    with progress() as report:
         art = api.quantize(source, output, bits=bits, group_size=group_size, symmetric=symmetric,
                            method=method, scheme=scheme, activation_bits=activation_bits,
                            ratio=ratio, calibration=calibration, backend=backend,
-                           options=_opts(options), force=force, allow_requantize=allow_requantize,
+                           options=parse_pairs(options), force=force, allow_requantize=allow_requantize,
                            allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                           threads=threads, progress=progress)
+                           threads=threads, progress=report)
     _report_artifact(art, as_json)
 
 
@@ -417,18 +345,18 @@ def quantize(source: str, bits: int | None, group_size: int | None, symmetric: b
 @click.argument("source", type=click.Path())
 @click.option("--device", required=True, type=click.Choice(DEVICES, case_sensitive=False),
               help="Device to compile for.")
-@_output_opts
-@_backend_opts
-@click.option("--threads", type=click.IntRange(min=1), help="Compute threads.")
-@_json_opt
+@output_options
+@backend_options
+@threads_option
+@json_option
 def compile_(source: str, device: str, output: str, force: bool, backend: str | None,
              options: tuple[str, ...], threads: int | None, as_json: bool) -> None:
     """Compile SOURCE ahead of time for a device."""
     from . import api
 
-    with _progress() as progress:
-        art = api.compile(source, device, output, backend=backend, options=_opts(options),
-                          force=force, threads=threads, progress=progress)
+    with progress() as report:
+        art = api.compile(source, device, output, backend=backend, options=parse_pairs(options),
+                          force=force, threads=threads, progress=report)
     _report_artifact(art, as_json)
 
 
@@ -447,9 +375,9 @@ def compile_(source: str, device: str, output: str, force: bool, backend: str | 
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
               help="Run a non-generative graph on this input array (repeatable).")
 @click.option("--save-outputs", type=click.Path(), help="With --input: write outputs as .npy here.")
-@_backend_opts
-@click.option("--threads", type=click.IntRange(min=1), help="Compute threads (default: physical cores).")
-@_json_opt
+@backend_options
+@threads_option
+@json_option
 def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_tokens: int,
         temperature: float, top_p: float, top_k: int, seed: int | None, stop: tuple[str, ...],
         inputs: tuple[str, ...], save_outputs: str | None, backend: str | None,
@@ -461,7 +389,7 @@ def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_t
     from .types import RunRequest
 
     if inputs:
-        _infer(artifact, inputs, save_outputs, backend, _opts(options), threads, as_json)
+        _infer(artifact, inputs, save_outputs, backend, parse_pairs(options), threads, as_json)
         return
     if prompt is None and not chat:
         raise UserError("give a prompt with -p PROMPT, or --chat for a conversation")
@@ -476,12 +404,12 @@ def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_t
                           temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop)
 
     stream = None if as_json else (lambda s: click.echo(s, nl=False))
-    with api.load(artifact, backend=backend, options=_opts(options), threads=threads) as runner:
+    with api.load(artifact, backend=backend, options=parse_pairs(options), threads=threads) as runner:
         if not chat or prompt is not None:
             msgs = messages + [{"role": "user", "content": prompt}] if chat else None
             result = runner.generate(request(None if chat else prompt, msgs), on_text=stream)
             if as_json:
-                _echo_json(result.to_dict())
+                echo_json(result.to_dict())
             else:
                 click.echo()
                 _stats(result)
@@ -510,7 +438,7 @@ def run(artifact: str, prompt: str | None, chat: bool, system: str | None, max_t
 @click.option("--model", type=click.Path(), help="Model to size the recommendation for.")
 @click.option("--params", type=float, help="Parameter count instead of --model (e.g. 1.5e9).")
 @click.option("--budget-mb", type=float, help="Memory the model may use (default: half of RAM).")
-@_json_opt
+@json_option
 def doctor(model: str | None, params: float | None, budget_mb: float | None, as_json: bool) -> None:
     """Describe this machine and recommend a backend, quantization and context length."""
     from . import api
@@ -523,7 +451,7 @@ def doctor(model: str | None, params: float | None, budget_mb: float | None, as_
                         installed=installed)
     backends_ = {r.name: r.status for r in api.backends()}
     if as_json:
-        _echo_json({"machine": machine.to_dict(), "backends": backends_,
+        echo_json({"machine": machine.to_dict(), "backends": backends_,
                     "recommendation": rec.to_dict()})
         return
     from rich.console import Console
@@ -573,7 +501,7 @@ def _infer(artifact: str, inputs: tuple[str, ...], save: str | None, backend: st
                for name, v in outputs.items()}
     result = {"backend": runner.backend, "load_s": runner.load_s, "infer_s": seconds, "outputs": summary}
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     for name, s in summary.items():
         click.echo(f"{name}: shape {s['shape']} {s['dtype']}")

@@ -51,9 +51,30 @@ def describe_capabilities(records: list[BackendRecord]) -> str:
     return " | ".join(parts) if parts else "no backends are installed (pip install edgesmith-llamacpp, ...)"
 
 
+Refusal = Callable[[Operation], "str | None"]
+
+
 def _matching(info: BackendInfo, kind: str, source: str, fmt: str | None,
-              accept: Callable[[Operation], bool] | None) -> list[Operation]:
-    return [o for o in info.ops(kind, source, fmt) if accept is None or accept(o)]
+              refuse: Refusal | None, reasons: list[str]) -> list[Operation]:
+    """The operations that take the request; why the others of that kind and formats do not."""
+    ok = []
+    for o in info.ops(kind, source, fmt):
+        why = refuse(o) if refuse else None
+        if why:
+            reasons.append(f"{info.name} {why}")
+        else:
+            ok.append(o)
+    return ok
+
+
+def _elsewhere(records: list[BackendRecord], kind: str, source: str, fmt: str | None,
+               refuse: Refusal | None) -> str:
+    """Operations from another source format that would take the request, as a hint."""
+    if refuse is None:
+        return ""
+    hits = [f"{r.name} {o.label}" for r in records if r.info for o in r.info.ops(kind)
+            if o.source != source and (fmt is None or o.format == fmt) and not refuse(o)]
+    return f"; from another format: {', '.join(hits)}" if hits else ""
 
 
 def choose(
@@ -63,14 +84,15 @@ def choose(
     *,
     fmt: str | None = None,
     backend: str | None = None,
-    accept: Callable[[Operation], bool] | None = None,
+    refuse: Refusal | None = None,
     what: str | None = None,
 ) -> Choice:
     """Pick the backend and the declared operation for ``kind`` on a ``source``-format model.
 
-    ``fmt`` restricts the output format (convert). ``accept`` adds a
-    request-specific test on the operation (a native scheme name, a device).
-    ``what`` is the human description of the request used in errors.
+    ``fmt`` restricts the output format (convert). ``refuse(op)`` is the
+    request-specific test (a native scheme name, a device): it returns why
+    the operation cannot take the request, or ``None``. ``what`` is the
+    human description of the request used in errors.
     """
     verb = "run" if kind == "load" else kind
     what = what or (f"{verb} {source}" + (f" to {fmt}" if fmt else ""))
@@ -83,18 +105,20 @@ def choose(
                             f"see `edgesmith backends`")
         if not rec.usable:
             raise UserError(f"backend {backend!r} is {rec.status}: {rec.reason}")
-        ops = _matching(rec.info, kind, source, fmt, accept)
+        reasons: list[str] = []
+        ops = _matching(rec.info, kind, source, fmt, refuse, reasons)
         if not ops:
-            raise UnsupportedError(
-                f"backend {backend!r} cannot {what}; it can: {describe_capabilities([rec])}"
-            )
+            detail = "; ".join(reasons) if reasons else f"it can: {describe_capabilities([rec])}"
+            raise UnsupportedError(f"backend {backend!r} cannot {what}: {detail}"
+                                   f"{_elsewhere(records, kind, source, fmt, refuse)}")
         return Choice(rec, _prefer_same_format(ops, source), "named with --backend")
 
     candidates: list[tuple[int, str, BackendRecord, Operation]] = []
+    reasons = []
     for rec in records:
         if not rec.usable:
             continue
-        ops = _matching(rec.info, kind, source, fmt, accept)
+        ops = _matching(rec.info, kind, source, fmt, refuse, reasons)
         if not ops:
             continue
         # Prefer keeping the format (quantize gguf -> gguf) over changing it.
@@ -105,6 +129,9 @@ def choose(
         hint = ""
         if unusable:
             hint = "; " + ", ".join(f"{r.name} could but is {r.status}: {r.reason}" for r in unusable)
+        if reasons:
+            raise UnsupportedError(f"no installed backend can {what}: {'; '.join(reasons)}{hint}"
+                                   f"{_elsewhere(records, kind, source, fmt, refuse)}")
         raise UnsupportedError(
             f"no installed backend can {what}{hint}; installed backends can: "
             f"{describe_capabilities(records)}"

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from ..cliutil import progress, threads_option
+
 # Exit codes (also in docs/measuring.md): 0 all measured and every gate passed,
 # 2 a usage error, 3 a gate or the smoke test failed, 4 an artifact could not
 # be measured (the others are still reported).
@@ -39,11 +41,10 @@ LIMIT = _Limit()
 
 def _common(f: Any) -> Any:
     for opt in reversed([
-        click.option("--threads", type=click.IntRange(min=1),
-                     help="Compute threads, the same for every artifact (default: physical cores)."),
+        threads_option,
         click.option("--backend", "-b", metavar="NAME", help="Use this backend for every artifact."),
         click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-                     help="Backend-specific setting (repeatable)."),
+                     help="Backend setting (repeatable); `edgesmith backends NAME` lists them."),
         click.option("--text", type=click.Path(), help="UTF-8 text file (default: the shipped text)."),
         click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed per artifact."),
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
@@ -53,12 +54,6 @@ def _common(f: Any) -> Any:
     ]):
         f = opt(f)
     return f
-
-
-def _progress() -> Any:
-    from ..cli import _progress as progress
-
-    return progress()
 
 
 def _emit(doc: dict[str, Any], as_json: bool, human: Any) -> None:
@@ -147,12 +142,12 @@ def bench(artifacts: tuple[str, ...], prompt_tokens: int, gen_tokens: int, repea
 
         require_matplotlib()
     with _claimed_files({"report": report}, force, artifacts) as staged:
-        with _progress() as progress:
+        with progress() as tell:
             doc = bench_mod.bench(list(artifacts), prompt_tokens=prompt_tokens, gen_tokens=gen_tokens,
                                   repeat=repeat, warmup=warmup, threads=threads, backend=backend,
                                   options=parse_options(options), text=text, timeout=timeout,
                                   bandwidth_bytes=bandwidth_mib * 2**20 if bandwidth_mib else None,
-                                  progress=lambda m: progress(m))
+                                  progress=lambda m: tell(m))
         _emit(doc, as_json, tables.bench_table)
         if report:
             _report(report, staged["report"], doc, quality_doc)
@@ -210,12 +205,12 @@ def eval_(artifacts: tuple[str, ...], reference: str, window: int, max_windows: 
     gates = Gates(max_ppl_ratio=max_ppl_ratio, min_top1=min_top1, max_size_ratio=max_size_ratio,
                   min_speedup=min_speedup, smoke=not no_smoke)
     with _claimed_files({"report": report, "certify": certify}, force, (*artifacts, reference)) as staged:
-        with _progress() as progress:
+        with progress() as tell:
             doc = evaluate.evaluate(list(artifacts), reference, text=text, window=window,
                                     max_windows=max_windows, top_k=kl_top_k, smoke_tokens=smoke_tokens,
                                     gates=gates, threads=threads, backend=backend,
                                     options=parse_options(options), timeout=timeout,
-                                    speeds=_bench_speeds(speed_doc), progress=lambda m: progress(m))
+                                    speeds=_bench_speeds(speed_doc), progress=lambda m: tell(m))
         _emit(doc, as_json, tables.eval_table)
         tables.eval_notes(doc)
         if certify:

