@@ -133,7 +133,7 @@ def test_killed_measure_takes_its_worker_with_it(gguf, tmp_path, command):
     long, short = (["-K", "50", "-M", "64"], ["-K", "1", "-M", "4"]) if command == "bench" else \
         ([], ["--windows", "1", "--smoke-tokens", "2"])
     p = _cli(*base, *long)
-    worker = _worker_of(p, "edgesmith.measure.worker")
+    worker = _worker_of(p, "edgesmith.worker")
     time.sleep(1.0)  # let the worker load the model and start measuring
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -148,7 +148,7 @@ def test_killed_measure_takes_its_worker_with_it(gguf, tmp_path, command):
 
 def test_killed_measure_worker_is_reported(gguf, tmp_path):
     p = _cli("bench", gguf, "-K", "50", "-M", "64")
-    os.kill(_worker_of(p, "edgesmith.measure.worker"), signal.SIGKILL)
+    os.kill(_worker_of(p, "edgesmith.worker"), signal.SIGKILL)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 4, err
     assert "SIGKILL" in err

@@ -1,37 +1,20 @@
-"""The per-artifact worker: ``python -m edgesmith.measure.worker`` (a job as JSON on stdin).
+"""The per-artifact measuring jobs, run in a worker process (:mod:`edgesmith.worker`).
 
-It loads one artifact, measures it and exits, so its peak memory is the
+Each loads one artifact, measures it and exits, so its peak memory is the
 artifact's own and a crash (even a segfault in a vendor library) ends only
-this process. It answers with JSON lines on stdout: ``{"event": "progress"}``
-while working, then one ``{"event": "result"}`` or ``{"event": "error"}``.
-Anything a vendor library prints to stdout is moved to stderr first, so it
-cannot corrupt the answer.
+that process. :func:`handle` is the worker's entry point.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
-import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 # VmHWM: this process's own peak memory, which starts afresh at exec.
 from ..runner import peak_rss_mb
-
-_out: IO[str] | None = None
-
-
-def _send(event: str, **data: Any) -> None:
-    assert _out is not None
-    _out.write(json.dumps({"event": event, **data}, default=float) + "\n")
-    _out.flush()
-
-
-def progress(message: str) -> None:
-    _send("progress", message=message)
+from ..worker import progress
 
 
 def _load(job: dict[str, Any]) -> Any:
@@ -195,35 +178,9 @@ def _generate_checks(runner: Any, job: dict[str, Any]) -> dict[str, Any]:
 JOBS = {"bench": bench, "reference": reference, "compare": compare}
 
 
-def main() -> int:
-    global _out
-    from ..childproc import watch_parent
-
-    watch_parent()
-    # Keep our own copy of stdout for the answer; everything else printed to
-    # stdout (vendor banners, C-level prints) goes to stderr instead.
-    _out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    import logging
-
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="edgesmith: %(message)s")
-    try:
-        job = json.loads(sys.stdin.read())
-        t0 = time.perf_counter()
-        result = JOBS[job["kind"]](job)
-        result["worker_seconds"] = time.perf_counter() - t0
-        _send("result", result=result)
-        return 0
-    except Exception as exc:  # reported to the parent, which carries on with the others
-        from ..errors import UserError
-
-        traceback.print_exc(file=sys.stderr)
-        kind = "user" if isinstance(exc, UserError) else "internal"
-        message = str(exc) if kind == "user" else f"{type(exc).__name__}: {exc}"
-        _send("error", kind=kind, message=message.strip().splitlines()[0] if message.strip() else kind)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def handle(job: dict[str, Any]) -> dict[str, Any]:
+    """The worker's entry point: run the job of ``job["kind"]``."""
+    t0 = time.perf_counter()
+    result = JOBS[job["kind"]](job)
+    result["worker_seconds"] = time.perf_counter() - t0
+    return result
