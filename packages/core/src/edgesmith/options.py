@@ -73,8 +73,13 @@ class Option:
             return "true or false"
         if self.kind in ("int", "float"):
             word = "a whole number" if self.kind == "int" else "a number"
-            lo = "" if self.min is None else f"{self.min:g}"
-            hi = "" if self.max is None else f"{self.max:g}"
+
+            def show(v: float | None) -> str:
+                if v is None:
+                    return ""
+                return str(int(v)) if self.kind == "int" or float(v).is_integer() else f"{v:g}"
+
+            lo, hi = show(self.min), show(self.max)
             if lo and hi:
                 return f"{word} from {lo} to {hi}"
             if lo:
