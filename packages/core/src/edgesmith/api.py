@@ -207,7 +207,7 @@ def quantize(
 # What each operation records as its parameters in the manifest; `optimize`
 # compares them to decide whether a finished step can be reused.
 def convert_parameters(to: str, options: Mapping[str, str]) -> dict[str, Any]:
-    return {"target": to, "options": dict(options)}
+    return {"format": to, "options": dict(options)}
 
 
 def quantize_parameters(spec: QuantSpec, options: Mapping[str, str]) -> dict[str, Any]:

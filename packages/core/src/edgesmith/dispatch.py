@@ -26,10 +26,6 @@ class Choice:
     def name(self) -> str:
         return self.record.name
 
-    @property
-    def target(self) -> str:
-        return self.op.format
-
 
 def describe_capabilities(records: list[BackendRecord]) -> str:
     """One line listing what each backend can do, for "nobody can" errors."""
