@@ -373,3 +373,18 @@ def test_write_file_is_exclusive_without_force(tmp_path):
         write_file(target, "two", force=False)
     write_file(target, "three", force=True)
     assert target.read_text() == "three" and not leftovers(tmp_path)
+
+
+def test_scratch_of_a_dead_run_is_swept(tmp_path):
+    from edgesmith.scratch import scratch_dir, sweep_temp
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"edgesmith-qnn-hub-{dead.pid}-deadbeef"
+    live = tmp_path / "edgesmith-llamacpp-1-0badf00d"  # pid 1 is alive
+    for d in (stale, live):
+        d.mkdir()
+    assert sweep_temp(tmp_path) == [stale] and live.exists()
+    with scratch_dir("eval") as work:
+        assert work.is_dir() and f"-{os.getpid()}-" in work.name
+    assert not work.exists()

@@ -65,6 +65,11 @@ class TestLlamacppConvertConformance(BackendConformance):
     backend = "llamacpp"
     operation = "convert"
     op_kwargs = {"to": "gguf"}
+    # The converter runs in an edgesmith.worker child (about 4 s on the tiny
+    # model) while the parent ticks progress: interrupt it mid-conversion and
+    # require the child to be gone afterwards.
+    child_process = True
+    interrupt_after_s = 1.5
 
     @pytest.fixture(scope="class")
     @classmethod

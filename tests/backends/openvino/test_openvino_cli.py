@@ -79,24 +79,31 @@ def test_unknown_run_option_lists_known(ov_int4) -> None:
 
 TELEMETRY_PROBE = r"""
 import sys, json
-import edgesmith
-from edgesmith_openvino import stack
-stack.quiet()
-import openvino, nncf
+from pathlib import Path
+from edgesmith import api
+onnx_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
+api.convert(onnx_dir, "openvino", work / "ir", backend="openvino")  # ovc, first imported in this job
+api.quantize(work / "ir", work / "int8", scheme="int8_asym", backend="openvino")  # NNCF, likewise
 from openvino.tools.ovc import telemetry_utils
 import nncf.telemetry.wrapper as w
-print(json.dumps({"module": repr(sys.modules.get("openvino_telemetry")),
+print(json.dumps({"module": repr(sys.modules.get("openvino_telemetry", "absent")),
                   "ovc": telemetry_utils.tm.__name__, "nncf": type(w.telemetry).__name__}))
 """
 
 
-def test_telemetry_is_off_without_pytest_in_the_process() -> None:
-    # NNCF disables itself when pytest is imported, so look from a clean interpreter.
-    done = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], capture_output=True, text=True,
-                          env={k: v for k, v in env_offline().items() if k not in ("NNCF_CI", "CI")},
-                          timeout=300)
+def test_telemetry_is_off_without_pytest_in_the_process(tiny_encoder, tmp_path: Path) -> None:
+    # NNCF disables itself when pytest is imported, so look from a clean interpreter, with
+    # neither NNCF's switch nor CI set from outside and an empty home directory.
+    onnx_path = tiny_encoder(tmp_path / "onnx" / "model.onnx")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in env_offline().items() if k not in ("NNCF_CI", "CI")}
+    done = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE, str(onnx_path.parent), str(tmp_path)],
+                          capture_output=True, text=True, env={**env, "HOME": str(home)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["module"] == "None", seen
+    # sys.modules is as before the jobs; the converter and NNCF kept their no-op stubs.
+    assert seen["module"] == "'absent'", seen
     assert seen["ovc"].endswith("telemetry_stub"), seen
     assert seen["nncf"] == "MagicMock", seen
+    assert not (home / "intel").exists()  # no client id, no usage stats

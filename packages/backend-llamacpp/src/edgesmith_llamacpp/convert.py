@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgesmith import worker
+from edgesmith import offline, worker
 from edgesmith.claim import disk_full, full_disk_error
 from edgesmith.errors import BackendError, UserError
 from edgesmith.scratch import scratch_dir
@@ -17,14 +17,10 @@ from . import ggufinfo
 
 ENTRY = "model.gguf"
 
-#: Keep the converter (transformers, hub client) offline and quiet.
-_CHILD_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+#: The converter's worker runs offline (:mod:`edgesmith.offline`), with one switch of its own
+#: to keep it quiet: the tokenizers library warns about its thread pool when a process that used
+#: it forks, and one thread is plenty to read a vocabulary.
+_CHILD_ENV = offline.environment({"TOKENIZERS_PARALLELISM": "false"})
 
 
 def _check_checkpoint(model: Path) -> None:

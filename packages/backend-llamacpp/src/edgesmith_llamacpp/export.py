@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edgesmith import gguffile
+from edgesmith import gguffile, offline
 from edgesmith.errors import UserError
 from edgesmith.types import Artifact, Context
 
@@ -48,8 +47,12 @@ def gguf_to_hf(source: Artifact, options: Mapping[str, Any], output: Path, ctx: 
         raise UserError(f"{path} carries no tokenizer (no tokenizer.ggml.tokens); a Hugging Face "
                         f"checkpoint needs one, use a GGUF written with its vocabulary")
     ctx.progress("reading GGUF", 0, 3)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    with offline.applied():  # transformers reads only local files; put back afterwards
+        return _gguf_to_hf(path, layout, meta, arch, template, dtype, output, ctx)
+
+
+def _gguf_to_hf(path: Path, layout: Any, meta: Mapping[str, Any], arch: Any, template: str | None,
+                dtype: str, output: Path, ctx: Context) -> Artifact:
     supported = _supported_architectures()
     if arch not in supported:
         raise UserError(f"architecture {arch} cannot be turned back into a Hugging Face checkpoint: "
@@ -130,7 +133,11 @@ def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
     kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": torch_dtype}
     if GgufConfig is not None:
         kwargs["quantization_config"] = GgufConfig(gguf_file=path.name, dequantize=True)
-    with _cached_tensor_name_maps():
+    from edgesmith.patches import applied
+
+    from .patches import GGUF_NAME_MAP_CACHE
+
+    with applied([GGUF_NAME_MAP_CACHE]):
         loaded = auto.from_pretrained(str(path.parent), **kwargs)
     if getattr(loaded, "hf_quantizer", None) is None:
         return loaded
@@ -188,9 +195,10 @@ def _ensure_template(output: Path, template: str | None) -> None:
 
 
 @contextmanager
-def _cached_tensor_name_maps() -> Iterator[None]:
+def cached_tensor_name_maps() -> Iterator[None]:
     """transformers rebuilds gguf's full tensor-name table once per module while mapping
-    weights (hundreds of times, ~10 s); the table depends only on (architecture, layers)."""
+    weights (hundreds of times, ~10 s); the table depends only on (architecture, layers).
+    Record: :data:`edgesmith_llamacpp.patches.GGUF_NAME_MAP_CACHE`."""
     import gguf
 
     original = gguf.get_tensor_name_map

@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UserError
+from edgesmith.graphinputs import dims_of
+from edgesmith.graphrunner import GraphRunner as ArrayGraphRunner
+from edgesmith.lmfeed import lm_feed
+from edgesmith.logsoftmax import log_softmax
+from edgesmith.onnxtypes import ort_dtype
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
@@ -34,7 +39,7 @@ def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> Runner
     return GenAIRunner(directory, ctx)
 
 
-class GraphRunner(Runner):
+class GraphRunner(ArrayGraphRunner):
     """A plain ONNX graph on ONNX Runtime's CPU provider: ``infer`` only."""
 
     def __init__(self, model: Path, ctx: Context):
@@ -51,59 +56,14 @@ class GraphRunner(Runner):
             raise UserError(f"ONNX Runtime cannot load {model}: {str(exc).splitlines()[0]}; "
                             "check the file or re-export it") from None
         self.model_path = model
-        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        self.input_specs = {i.name: (dims_of(i.shape), ort_dtype(i.type)) for i in self.session.get_inputs()}
 
-    def _generative_only(self) -> UserError:
-        names = ", ".join(f"--input {n}=FILE.npy" for n in self._inputs)
-        return UserError(f"{self.model_path.name} is not a text generator (no genai_config.json); run it with {names}")
-
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        raise self._generative_only()
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        raise self._generative_only()
-
-    def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
-        raise self._generative_only()
-
-    def prompt_ids(self, request: RunRequest) -> list[int]:
-        raise self._generative_only()
-
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in self._inputs if n not in inputs]
-        extra = sorted(set(inputs) - set(self._inputs))
-        if missing or extra:
-            want = ", ".join(f"{n} {self._inputs[n].shape}" for n in self._inputs)
-            raise UserError(f"inputs do not match the model ({'missing ' + ', '.join(missing) if missing else ''}"
-                            f"{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}); "
-                            f"it takes {want}")
-        feeds = {}
-        for name, meta in self._inputs.items():
-            arr = np.asarray(inputs[name])
-            want = _ORT_TYPES.get(meta.type)
-            if want is not None and arr.dtype != want:
-                if np.dtype(want).kind != arr.dtype.kind and not (arr.dtype.kind in "iu" and np.dtype(want).kind in "iu"):
-                    raise UserError(f"input {name} is {arr.dtype} but the model takes {meta.type}; "
-                                    f"save it as {np.dtype(want).name}")
-                arr = arr.astype(want)
-            if len(arr.shape) != len(meta.shape) or any(
-                isinstance(d, int) and d != s for d, s in zip(meta.shape, arr.shape, strict=True)
-            ):
-                raise UserError(f"input {name} has shape {list(arr.shape)} but the model takes {meta.shape}; "
-                                "reshape it")
-            feeds[name] = arr
-        outs = self.session.run(None, feeds)
+    def run_graph(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, feed)
         return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs, strict=True)}
 
     def close(self) -> None:
         self.session = None
-
-
-_ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(bool)": np.bool_,
-}
 
 
 class GenAIRunner(Runner):
@@ -223,9 +183,7 @@ class GenAIRunner(Runner):
         logits = self._logits_genai(ids) if fits else None
         if logits is None:
             logits = self._logits_ort(ids)
-        logits = logits.astype(np.float64)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        return (shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))).astype(np.float32)
+        return log_softmax(logits)
 
     def _logits_genai(self, ids: np.ndarray) -> np.ndarray | None:
         og = self._og
@@ -248,18 +206,12 @@ class GenAIRunner(Runner):
             self._session = ort.InferenceSession(
                 str(self.directory / cfg["filename"]), providers=["CPUExecutionProvider"]
             )
-        n = int(ids.size)
-        feeds: dict[str, np.ndarray] = {}
-        for inp in self._session.get_inputs():
-            if inp.name == "input_ids":
-                feeds[inp.name] = ids.astype(np.int64)[None]
-            elif inp.name == "attention_mask":
-                feeds[inp.name] = np.ones((1, n), dtype=np.int64)
-            elif inp.name == "position_ids":
-                feeds[inp.name] = np.arange(n, dtype=np.int64)[None]
-            elif inp.name.startswith("past_key_values"):
-                dtype = np.float16 if "float16" in inp.type else np.float32
-                feeds[inp.name] = np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_size"]), dtype)
+        inputs = self._session.get_inputs()
+        feeds = lm_feed(ids, (inp.name for inp in inputs))
+        for inp in inputs:
+            if inp.name.startswith("past_key_values"):  # an empty cache
+                feeds[inp.name] = np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_size"]),
+                                           ort_dtype(inp.type, np.float32))
         logits_name = (cfg.get("outputs") or {}).get("logits", "logits")
         return np.asarray(self._session.run([logits_name], feeds)[0])[0]
 

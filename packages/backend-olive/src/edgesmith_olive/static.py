@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from edgesmith.calibration import array_stacks
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.graphinputs import InputSpec
+from edgesmith.onnxtypes import graph_input_specs
 from edgesmith.types import Artifact, Context, QuantSpec
-from edgesmith.util import input_files
 
 from . import bundle, workflow
 from .convert import external_data
@@ -57,10 +57,6 @@ def {loader}(data_dir, ranks, max_samples=None, **kwargs):
     return [({{k: np.ascontiguousarray(v[i]) for k, v in stacks.items()}}, 0) for i in range(count)]
 '''
 
-_ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32,
-               7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
-
-
 def unique_loader(base: str) -> str:
     """A loader name of its own per job.
 
@@ -85,52 +81,17 @@ def _weight_bytes(model: Path) -> int:
 is_genai = bundle.is_genai
 
 
-def graph_inputs(model: Path) -> dict[str, tuple[list[int | None], type]]:
+def graph_inputs(model: Path) -> dict[str, InputSpec]:
     """{name: (dims with None for symbolic ones, numpy dtype)} of the real graph inputs."""
     import onnx
 
-    proto = onnx.load(str(model), load_external_data=False)
-    inits = {i.name for i in proto.graph.initializer}
-    specs = {}
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        specs[vi.name] = (dims, _ONNX_TO_NP.get(tt.elem_type, np.float32))
-    return specs
+    return graph_input_specs(onnx.load(str(model), load_external_data=False))
 
 
-def check_calibration(directory: Path, specs: Mapping[str, tuple[list[int | None], type]]) -> int:
-    """Check the directory against the graph inputs; return the number of samples."""
-    if not directory.is_dir():
-        raise UserError(f"calibration {directory} is not a directory; static quantization reads a "
-                        f"directory with one NAME.npy per input ({', '.join(n + '.npy' for n in specs)})")
-    files = input_files(directory, specs)
-    count = None
-    for name, (dims, dtype) in specs.items():
-        try:
-            arr = np.load(files[name], mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            raise UserError(f"cannot read {files[name]} as a numpy array ({exc}); save it with numpy.save") from None
-        shape = list(arr.shape)
-        sample = shape if len(shape) == len(dims) else shape[1:] if len(shape) == len(dims) + 1 else None
-        fits = sample is not None and all(d is None or d == s for d, s in zip(dims, sample, strict=True))
-        if not fits:
-            want = [d if d is not None else "?" for d in dims]
-            raise UserError(f"{files[name].name} has shape {shape} but input {name!r} takes {want} "
-                            f"(or N x {want} for N samples); re-save it with that shape")
-        if np.dtype(arr.dtype).kind != np.dtype(dtype).kind:
-            raise UserError(f"{files[name].name} holds {arr.dtype} but input {name!r} is {np.dtype(dtype).name}; "
-                            f"re-save it as {np.dtype(dtype).name}")
-        n = 1 if len(shape) == len(dims) else shape[0]
-        if count is not None and n != count:
-            raise UserError(f"calibration files hold different sample counts ({count} vs {n} in "
-                            f"{files[name].name}); give every input the same N")
-        count = n
-    if not count:
-        raise UserError(f"calibration directory {directory} holds no samples; stack at least one per input")
-    return count
+def check_calibration(directory: Path, specs: Mapping[str, InputSpec]) -> int:
+    """Check the directory against the graph inputs (without reading the arrays);
+    return the number of samples."""
+    return array_stacks(directory, specs, mmap=True)[1]
 
 
 def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> tuple[dict, dict]:

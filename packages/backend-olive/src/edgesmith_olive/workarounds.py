@@ -1,8 +1,10 @@
 """Scoped fixes for upstream bugs that otherwise yield wrong models without an error.
 
-Both are applied only while an Olive workflow that needs them runs
-(``workflow.run_workflow``) and undone afterwards. ``olive run --config
-olive_config.json`` outside edgesmith does not get them.
+Their records (upstream symbol, version range, measured symptom, upstream
+reference) are in :mod:`.patches`; each is applied only while an Olive
+workflow that needs it runs (``workflow.run_workflow``) and undone
+afterwards. ``olive run --config olive_config.json`` outside edgesmith does
+not get them.
 
 RoPE theta (onnxruntime-genai 0.11 builder + transformers 5):
 transformers 5 moves ``rope_theta`` from the config's top level into
@@ -94,15 +96,3 @@ def hqq_packs_like_matmulnbits() -> Iterator[None]:
         yield
     finally:
         OnnxHqqQuantization._quantize_internal_numpy = real
-
-
-@contextlib.contextmanager
-def for_passes(passes: Any) -> Iterator[None]:
-    """Apply, for the block, the fixes the workflow's passes need."""
-    types = {p.get("type") for p in passes.values()}
-    with contextlib.ExitStack() as stack:
-        if "ModelBuilder" in types:
-            stack.enter_context(builder_reads_rope_theta())
-        if "OnnxHqqQuantization" in types:
-            stack.enter_context(hqq_packs_like_matmulnbits())
-        yield

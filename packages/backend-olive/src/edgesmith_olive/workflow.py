@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import traceback
@@ -20,12 +21,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith import offline
 from edgesmith.errors import BackendError
 from edgesmith.manifest import TMP_MARK
+from edgesmith.patches import applied
 from edgesmith.types import Context
 
-from . import workarounds
-from .offline import offline_env, silence_olive_telemetry
+from . import patches
+from .offline import OLIVE_ENV
 from .options import PROVIDERS
 
 CONFIG_NAME = "olive_config.json"
@@ -120,7 +123,7 @@ def _captured(log_path: Path, tracker: _PassTracker) -> Iterator[None]:
     """Send Olive's logger, stdout and stderr to ``log_path`` for the block."""
     olive_logger = logging.getLogger("olive")
     ort_logger = logging.getLogger("onnxruntime")
-    saved = (list(olive_logger.handlers), olive_logger.propagate, list(ort_logger.handlers))
+    saved = {lg: (list(lg.handlers), lg.propagate, lg.level) for lg in (olive_logger, ort_logger)}
     with open(log_path, "a", encoding="utf-8") as stream:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"))
@@ -130,9 +133,14 @@ def _captured(log_path: Path, tracker: _PassTracker) -> Iterator[None]:
             with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                 yield
         finally:
-            olive_logger.handlers, olive_logger.propagate = saved[0], saved[1]
-            # Olive adds a stdout handler to the onnxruntime logger on every run.
-            ort_logger.handlers = saved[2]
+            # Olive sets both loggers' levels and adds a stdout handler to the onnxruntime
+            # logger on every run (a file handler to the olive one with log_to_file).
+            for lg, (handlers, propagate, level) in saved.items():
+                for h in lg.handlers:
+                    if h not in handlers and h is not handler and h is not tracker:
+                        h.close()
+                lg.handlers, lg.propagate = handlers, propagate
+                lg.setLevel(level)
             _drop_handlers_on(stream)
             stream.flush()
 
@@ -147,14 +155,30 @@ def _working_dir(path: Path) -> Iterator[None]:
     wrong file) when the user's working directory already holds a
     ``model.onnx.data``. Every path in the config is absolute.
     """
-    import os
-
     before = os.getcwd()
     os.chdir(path)
     try:
         yield
     finally:
         os.chdir(before)
+
+
+@contextlib.contextmanager
+def _env_restored(*keys: str) -> Iterator[None]:
+    """Put ``keys`` of the environment back as they were after the block.
+
+    Olive's engine points ``OLIVE_CACHE_DIR`` at the run's cache, here a
+    scratch folder that is deleted once the job is done.
+    """
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _drop_handlers_on(stream: object) -> None:
@@ -211,13 +235,14 @@ def run_workflow(
     log_path = output / LOG_NAME
     ctx.progress(f"olive: {what}", None, None)
 
-    silence_olive_telemetry()
     tracker = _PassTracker()
-    with offline_env():
-        from olive.workflows import run as olive_run
-
+    # Offline for the run, with the vendor patches the passes need (see .patches);
+    # the working directory, the loggers and the environment are put back afterwards.
+    with offline.applied(extra=OLIVE_ENV), _env_restored("OLIVE_CACHE_DIR"):
         try:
-            with _captured(log_path, tracker), _working_dir(work), workarounds.for_passes(passes):
+            with applied(patches.for_passes(passes)), _captured(log_path, tracker), _working_dir(work):
+                from olive.workflows import run as olive_run
+
                 olive_run(config)
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith.calibration import text_lines
 from edgesmith.errors import UserError
+from edgesmith.lmfeed import lm_feed
 
 from . import stack
 
@@ -34,7 +36,7 @@ def find_tokenizer(src_dir: Path, opts: Mapping[str, Any]) -> Path:
     path = src_dir / "tokenizer.json"
     if not path.is_file():
         raise UserError(f"{src_dir} has no tokenizer.json to read text calibration; pass "
-                        f"--option tokenizer=PATH/tokenizer.json or calibrate from a directory of .npz arrays")
+                        f"--option tokenizer=PATH/tokenizer.json or calibrate from a directory of NAME.npy arrays")
     return path
 
 
@@ -59,24 +61,20 @@ def _static_dim(port: Any, axis: int) -> int | None:
 def encoder_text_samples(model: Any, calibration: Path, src_dir: Path,
                          opts: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(samples, facts) for ``nncf.quantize`` from a text file, one sample per line."""
-    import numpy as np
-
-    lines = [ln.strip() for ln in calibration.read_text(errors="replace").splitlines() if ln.strip()]
-    if not lines:
-        raise UserError(f"{calibration} holds no text; give a file with one sample per line")
+    lines = text_lines(calibration)
     ports = {p.get_any_name(): p for p in model.inputs}
     if "input_ids" not in ports:
         raise UserError(f"the model has no input_ids input (inputs: {', '.join(ports)}); calibrate it "
-                        f"from a directory of .npz arrays instead of text")
+                        f"from a directory of NAME.npy arrays instead of text")
     other = sorted(set(ports) - set(TEXT_INPUTS))
     if other:
         raise UserError(f"text calibration fills {', '.join(TEXT_INPUTS)} but the model also takes "
-                        f"{', '.join(other)}; calibrate from a directory of .npz arrays instead")
+                        f"{', '.join(other)}; calibrate from a directory of NAME.npy arrays instead")
     ids_port = ports["input_ids"]
     batch = _static_dim(ids_port, 0)
     if batch not in (None, 1):
         raise UserError(f"input_ids has a static batch of {batch}; text calibration makes batch-1 "
-                        f"samples, so calibrate from a directory of .npz arrays instead")
+                        f"samples, so calibrate from a directory of NAME.npy arrays instead")
     static_len = _static_dim(ids_port, 1)
     max_length = opts.get("max_length", static_len or DEFAULT_MAX_LENGTH)
     if static_len is not None and max_length != static_len:
@@ -104,14 +102,7 @@ def encoder_text_samples(model: Any, calibration: Path, src_dir: Path,
         if len(ids) > max_length:
             truncated += 1
             ids, types = ids[:max_length], types[:max_length]
-        n = len(ids)
-        width = static_len or n
-        mask = [1] * n + [0] * (width - n)
-        ids = ids + [pad] * (width - n)
-        types = types + [0] * (width - n)
-        values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
-                  "position_ids": list(range(width))}
-        items.append({name: np.asarray([values[name]], dtype=dtypes[name]) for name in ports})
+        items.append(lm_feed(ids, ports, width=static_len, pad_id=pad, type_ids=types, dtypes=dtypes))
     facts = {"calibration": "text", "tokenizer": tok_path.name, "max_length": max_length,
              "padded_to": static_len, "truncated_samples": truncated}
     return items, facts

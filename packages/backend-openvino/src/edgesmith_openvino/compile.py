@@ -22,22 +22,12 @@ from edgesmith.errors import BackendError, UserError
 from edgesmith.types import Artifact, Context
 
 from . import stack
+from .compiled import COMPILED_INFO, check_device
 from .options import NPU_MAX_PROMPT_LEN, NPU_MIN_RESPONSE_LEN
-from .runner import COMPILED_INFO
+from .patches import job
 
 BLOB = "openvino_model.blob"
 GENAI_CACHE = "model_cache"
-
-
-def check_device(core: Any, device: str) -> str:
-    dev = device.upper()
-    seen = list(core.available_devices)
-    if dev == "AUTO":
-        return dev
-    if not any(d == dev or d.startswith(dev + ".") for d in seen):
-        raise UserError(f"OpenVINO sees no {dev} device here (available: {', '.join(seen) or 'none'}); "
-                        f"compile for one of those or install the {dev} driver")
-    return dev
 
 
 def properties(opts: Mapping[str, Any], dev: str) -> dict[str, Any]:
@@ -52,6 +42,7 @@ def properties(opts: Mapping[str, Any], dev: str) -> dict[str, Any]:
     return props
 
 
+@job
 def compile_ir(source: Artifact, device: str, opts: Mapping[str, Any], output: Path,
                ctx: Context) -> Artifact:
     """Handler of ``compile openvino``; ``opts`` are parsed by the core

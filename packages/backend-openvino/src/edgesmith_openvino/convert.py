@@ -12,6 +12,7 @@ from edgesmith.types import Artifact, Context
 
 from . import stack
 from .options import IR_DTYPES
+from .patches import job
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
@@ -26,6 +27,7 @@ def _hf_config(source: Path) -> dict[str, Any]:
     return cfg
 
 
+@job
 def hf_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
     """Handler of ``convert hf->openvino``; ``opts`` are parsed by the core
     (:data:`edgesmith_openvino.options.HF_OPTIONS`)."""
@@ -100,6 +102,7 @@ def convert_tokenizer(src: Path, output: Path, ctx: Context) -> dict[str, Any]:
             "chat_template": bool(getattr(hf_tok, "chat_template", None))}
 
 
+@job
 def onnx_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
     """Handler of ``convert onnx->openvino``; ``opts`` are parsed by the core
     (:data:`edgesmith_openvino.options.ONNX_OPTIONS`)."""

@@ -7,15 +7,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith.calibration import array_samples, text_lines
 from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.lmfeed import lm_feed
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import stack
+from .patches import job
 from .schemes import DATA_AWARE, Plan, plan
 
 COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
 
 
+@job
 def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output: Path,
              ctx: Context) -> Artifact:
     """Handler of both ``quantize openvino`` operations; ``opts`` are parsed by the core
@@ -155,13 +159,7 @@ def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, Any], src
 
 def text_samples(model: Any, calibration: Path, src_dir: Path) -> list[dict[str, Any]]:
     """Inputs of a stateful causal-LM IR, one per line of the calibration text."""
-    import numpy as np
-
-    if calibration.is_dir():
-        raise UserError(f"{calibration} is a directory; weight compression calibrates from a text file")
-    lines = [ln.strip() for ln in calibration.read_text(errors="replace").splitlines() if ln.strip()]
-    if not lines:
-        raise UserError(f"{calibration} holds no text; give a file with one sample per line")
+    lines = text_lines(calibration)
     tok_xml = src_dir / "openvino_tokenizer.xml"
     if not tok_xml.exists():
         raise UserError(f"{src_dir} has no openvino_tokenizer.xml to read the calibration text; "
@@ -172,46 +170,7 @@ def text_samples(model: Any, calibration: Path, src_dir: Path) -> list[dict[str,
     names = {i.get_any_name() for i in model.inputs}
     if "input_ids" not in names:
         raise UserError("the model has no input_ids input; text calibration is for language-model IR")
-    items = []
-    for line in lines:
-        ids = tokenizer([line])["input_ids"].astype(np.int64)
-        n = ids.shape[1]
-        item: dict[str, Any] = {"input_ids": ids}
-        if "attention_mask" in names:
-            item["attention_mask"] = np.ones_like(ids)
-        if "position_ids" in names:
-            item["position_ids"] = np.arange(n, dtype=np.int64)[None, :]
-        if "beam_idx" in names:
-            item["beam_idx"] = np.zeros(1, dtype=np.int32)
-        items.append(item)
-    return items
-
-
-def array_samples(model: Any, calibration: Path) -> list[dict[str, Any]]:
-    """Samples from a directory of .npz (arrays named after the inputs) or .npy files."""
-    import numpy as np
-
-    if not calibration.is_dir():
-        raise UserError(f"{calibration} is not a directory; int8_ptq calibrates from a directory of "
-                        f".npz/.npy input arrays")
-    names = [i.get_any_name() for i in model.inputs]
-    items: list[dict[str, Any]] = []
-    for f in sorted(calibration.iterdir()):
-        if f.suffix == ".npz":
-            with np.load(f) as z:
-                missing = [n for n in names if n not in z.files]
-                if missing:
-                    raise UserError(f"{f} lacks arrays for inputs {', '.join(missing)}; name the arrays "
-                                    f"after the model inputs ({', '.join(names)})")
-                items.append({n: z[n] for n in names})
-        elif f.suffix == ".npy":
-            if len(names) != 1:
-                raise UserError(f"the model has {len(names)} inputs; give .npz files with arrays named "
-                                f"{', '.join(names)} instead of .npy files")
-            items.append({names[0]: np.load(f, allow_pickle=False)})
-    if not items:
-        raise UserError(f"{calibration} holds no .npz or .npy files; add one file per sample input")
-    return items
+    return [lm_feed(tokenizer([line])["input_ids"][0], names) for line in lines]
 
 
 def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
@@ -220,15 +179,17 @@ def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
         raise UnsupportedError("int8_ptq is for encoder and vision IR; compress a language model's "
                                "weights with int8_asym/int4_asym instead")
     if spec.calibration is None:
-        raise UserError("int8_ptq needs --calibration DIR (a directory of .npz/.npy sample inputs) or, "
+        raise UserError("int8_ptq needs --calibration DIR (one NAME.npy per model input) or, "
                         "for a text encoder, --calibration FILE.txt (one sample per line)")
     stack.quiet()
     import nncf
 
     cal = Path(spec.calibration)
-    text = cal.is_file() and cal.suffix.lower() not in (".npz", ".npy")
     extra: dict[str, Any] = {"calibration": "arrays"}
-    if text:
+    if cal.suffix.lower() in (".npy", ".npz") and not cal.is_dir():
+        raise UserError(f"{cal} is one array file; int8_ptq calibrates from a directory with one "
+                        f"NAME.npy per model input, or from a text file")
+    if not cal.is_dir():
         from .calibration import encoder_text_samples
 
         ctx.progress("tokenizing the calibration text", None, None)
@@ -239,7 +200,9 @@ def _ptq(model: Any, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
             raise UserError(f"{', '.join(used)} apply to text calibration only; drop them or give "
                             f"--calibration FILE.txt")
         ctx.progress("reading calibration arrays", None, None)
-        items = array_samples(model, cal)
+        from .graph import input_specs
+
+        items = array_samples(cal, input_specs(model.inputs))
     preset = opts["preset"]
     kwargs: dict[str, Any] = {"subset_size": opts["subset_size"],
                               "preset": nncf.QuantizationPreset(preset)}

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
+from edgesmith.lmfeed import lm_feed
+from edgesmith.logsoftmax import log_softmax
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
 
 from . import stack
+from .compiled import check_device, read_compiled
 
-COMPILED_INFO = "openvino_compiled.json"
 _DONE = object()
 
 
@@ -35,7 +37,6 @@ def load(artifact: Artifact, opts: Mapping[str, Any], ctx: Context) -> Runner:
         props["INFERENCE_NUM_THREADS"] = int(ctx.threads)
     if not stack.is_llm(directory):
         # Encoders and vision IR (converted from ONNX): named arrays in, named arrays out.
-        from .compile import check_device
         from .graph import GraphRunner
 
         xml = stack.ir_file(artifact)
@@ -45,16 +46,6 @@ def load(artifact: Artifact, opts: Mapping[str, Any], ctx: Context) -> Runner:
     if not (directory / stack.TOKENIZER_IR[1]).is_file():
         raise stack.missing_tokenizer(directory)
     return OpenVINORunner(directory, device, props, compiled if same else {})
-
-
-def read_compiled(directory: Path) -> dict[str, Any]:
-    f = directory / COMPILED_INFO
-    if not f.exists():
-        return {}
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{f} is corrupt; compile the model again") from None
 
 
 class OpenVINORunner(Runner):
@@ -186,23 +177,13 @@ class OpenVINORunner(Runner):
         if ids.shape[1] == 0:
             return np.zeros((0, 0), dtype=np.float32)
         req = self._request()
-        names = {p.get_any_name() for p in req.model_inputs}
-        n = ids.shape[1]
-        feed: dict[str, Any] = {"input_ids": ids}
-        if "attention_mask" in names:
-            feed["attention_mask"] = np.ones_like(ids)
-        if "position_ids" in names:
-            feed["position_ids"] = np.arange(n, dtype=np.int64)[None, :]
-        if "beam_idx" in names:
-            feed["beam_idx"] = np.zeros(1, dtype=np.int32)
+        feed = lm_feed(ids[0], (p.get_any_name() for p in req.model_inputs))
         # The IR is stateful (KV cache in variables): start every scoring pass empty.
         req.reset_state()
         req.infer(feed)
-        logits = np.asarray(req.get_tensor("logits").data[0], dtype=np.float64)
+        logits = np.asarray(req.get_tensor("logits").data[0])
         req.reset_state()
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        return out.astype(np.float32)
+        return log_softmax(logits)
 
     def close(self) -> None:
         self._logits_request = None

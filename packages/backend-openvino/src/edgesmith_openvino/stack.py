@@ -4,45 +4,89 @@ OpenVINO's model converter, NNCF and optimum-intel report usage through the
 ``openvino_telemetry`` package, which sends events unless a consent file says
 no (it is opt-out, not opt-in). Every caller of those tools guards the import
 with ``try/except ImportError`` and falls back to a no-op stub, so blocking
-the import for this process turns all of them off without touching the
-user's home directory. Call :func:`quiet` before importing anything heavy.
+the import while they are first imported turns all of them off without
+touching the user's home directory. The records of these fixes (version
+range, measured effect, upstream reference) are in :mod:`.patches`; every job
+runs under them (:func:`edgesmith_openvino.patches.job`), and :func:`quiet`
+imports OpenVINO under them for code outside a job (the runner).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UserError
 
-_TELEMETRY_ENV = {
-    # Hugging Face libraries (optimum, transformers, huggingface_hub).
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    # NNCF swaps in its stub when this is set, even if openvino_telemetry loaded.
-    "NNCF_CI": "1",
-}
+#: The stack's own switch, on top of :data:`edgesmith.offline.OFFLINE_ENV`:
+#: NNCF swaps in its telemetry stub when it sees this, even if openvino_telemetry loaded.
+STACK_ENV = {"NNCF_CI": "1"}
+
+_TELEMETRY_MODULES = ("openvino_telemetry", "openvino_telemetry.backend")
+_TELEMETRY_SENDERS = ("send_event", "start_session", "end_session", "send_error",
+                      "send_stack_trace", "force_shutdown")
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def telemetry_blocked() -> Iterator[None]:
+    """For the block, ``import openvino_telemetry`` raises ImportError (a None
+    entry in ``sys.modules``) unless it was imported already; the entries are
+    as before afterwards. Modules first imported in the block keep the no-op
+    stub they fell back to."""
+    saved = {name: sys.modules.get(name, _ABSENT) for name in _TELEMETRY_MODULES}
+    if saved["openvino_telemetry"] is not _ABSENT:
+        yield  # imported already (or blocked by an outer block): nothing to do here
+        return
+    for name in _TELEMETRY_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is _ABSENT:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def telemetry_muted() -> Iterator[None]:
+    """For the block, an ``openvino_telemetry`` someone imported before sends nothing."""
+    mod = sys.modules.get("openvino_telemetry")
+    cls = getattr(mod, "Telemetry", None) if mod is not None else None
+    if cls is None:
+        yield
+        return
+    saved = {name: cls.__dict__[name] for name in _TELEMETRY_SENDERS if name in cls.__dict__}
+    for name in saved:
+        setattr(cls, name, lambda *a, **k: None)
+    try:
+        yield
+    finally:
+        for name, real in saved.items():
+            setattr(cls, name, real)
 
 
 def quiet() -> None:
-    """Turn off every telemetry channel of the stack for this process (idempotent)."""
-    for key, value in _TELEMETRY_ENV.items():
-        os.environ.setdefault(key, value)
-    mod = sys.modules.get("openvino_telemetry", False)
-    if mod is False:
-        # A None entry makes `import openvino_telemetry` raise ImportError.
-        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
-        sys.modules["openvino_telemetry.backend"] = None  # type: ignore[assignment]
-    elif mod is not None:
-        # Already imported by someone else: make its sender a no-op.
-        cls = getattr(mod, "Telemetry", None)
-        if cls is not None:
-            for name in ("send_event", "start_session", "end_session", "send_error",
-                         "send_stack_trace", "force_shutdown"):
-                if hasattr(cls, name):
-                    setattr(cls, name, lambda *a, **k: None)
+    """Import OpenVINO (and with it its converter) under the telemetry patches, once.
+
+    Inside a job this is already so; the runner, which outlives any job, calls
+    it before importing openvino-genai. Only ``sys.modules`` is put back: the
+    converter keeps the no-op stub it picked (see the backend guide's
+    process-wide changes).
+    """
+    if "openvino" in sys.modules:
+        return
+    from edgesmith.patches import applied
+
+    from .patches import PATCHES
+
+    with applied(PATCHES):
+        import openvino  # noqa: F401
 
 
 def ov() -> Any:

@@ -1,8 +1,9 @@
 """Calibration samples for static quantization.
 
-Three sources, in this order: a directory of ``.npy`` files named after the
-graph inputs; a text file read line by line through the model's tokenizer;
-or, with neither, synthetic samples (recorded in the manifest as such).
+Three sources: a directory of ``.npy`` files named after the graph inputs and
+a text file read line by line through the model's tokenizer (both read as
+:mod:`edgesmith.calibration` says), or, with neither, synthetic samples
+(recorded in the manifest as such).
 """
 
 from __future__ import annotations
@@ -14,50 +15,14 @@ from typing import Any
 import numpy as np
 
 from edgesmith.errors import UserError
-from edgesmith.util import input_files
-
-_ONNX_TO_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64,
-               9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+from edgesmith.lmfeed import LM_INPUTS, lm_feed
+from edgesmith.onnxtypes import graph_input_specs
 
 
 def input_specs(model: Any) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """{name: (static shape, numpy dtype)} of the real graph inputs."""
-    from .graph import dims, real_inputs
-
-    specs = {}
-    for vi in real_inputs(model):
-        elem = vi.type.tensor_type.elem_type
-        specs[vi.name] = (tuple(int(d) for d in dims(vi)), _ONNX_TO_NP.get(elem, np.float32))
-    return specs
-
-
-def from_npy_dir(directory: Path, specs: Mapping[str, tuple[tuple[int, ...], Any]],
-                 limit: int | None) -> list[dict[str, np.ndarray]]:
-    """``NAME.npy`` per input: one sample of the input's shape, or N samples
-    stacked on a new leading axis."""
-    files = input_files(directory, specs)
-    stacks: dict[str, np.ndarray] = {}
-    count = None
-    for name, (shape, dtype) in specs.items():
-        try:
-            arr = np.load(files[name], allow_pickle=False)
-        except Exception as exc:
-            raise UserError(f"cannot read {files[name]} as a numpy array ({exc}); save it with numpy.save") from None
-        if arr.shape == shape:
-            arr = arr[None]
-        if arr.shape[1:] != shape:
-            raise UserError(f"{files[name].name} has shape {list(arr.shape)} but input {name!r} "
-                            f"takes {list(shape)} (or N x {list(shape)} for N samples); "
-                            f"re-save it with that shape")
-        if count is not None and arr.shape[0] != count:
-            raise UserError(f"calibration files hold different sample counts ({count} vs "
-                            f"{arr.shape[0]} in {files[name].name}); give every input the same N")
-        count = arr.shape[0]
-        stacks[name] = arr.astype(dtype, copy=False)
-    n = count or 0
-    if limit:
-        n = min(n, limit)
-    return [{k: v[i] for k, v in stacks.items()} for i in range(n)]
+    """{name: (static shape, numpy dtype)} of the real graph inputs (shapes are
+    static once :func:`edgesmith_qnn.graph.prepare` has checked them)."""
+    return graph_input_specs(model)
 
 
 def find_tokenizer(model_dir: Path, option: str | None) -> Path | None:
@@ -87,31 +52,22 @@ def encode_texts(tokenizer_path: Path, texts: list[str],
     rows = []
     for t in texts:
         full = tok.encode(t).ids[:seq]
-        variants = [full]
+        rows.append(full)
         if calibrate and len(full) > 2:
             # Also a shorter cut: the padding mask's range must be calibrated
             # too, or padded positions are not masked after quantization.
-            variants.append(full[: max(1, len(full) // 3)])
-        for ids in variants:
-            mask = [1] * len(ids) + [0] * (seq - len(ids))
-            rows.append((ids + [pad_id] * (seq - len(ids)), mask))
+            rows.append(full[: max(1, len(full) // 3)])
+    other = sorted(set(specs) - set(LM_INPUTS))
+    if other:
+        raise UserError(f"text calibration cannot fill input {other[0]!r}; calibrate with "
+                        f"a directory of NAME.npy files instead")
+    dtypes = {name: dtype for name, (_, dtype) in specs.items()}
     samples = []
     for start in range(0, len(rows) - batch + 1, batch):
-        chunk = rows[start:start + batch]
-        ids = np.array([r[0] for r in chunk]).reshape(shape).astype(dtype)
-        mask = np.array([r[1] for r in chunk]).reshape(shape)
-        sample: dict[str, np.ndarray] = {"input_ids": ids}
-        for name, (s, dt) in specs.items():
-            if name == "attention_mask":
-                sample[name] = mask.reshape(s).astype(dt)
-            elif name == "token_type_ids":
-                sample[name] = np.zeros(s, dt)
-            elif name == "position_ids":
-                sample[name] = np.broadcast_to(np.arange(s[-1]), s).astype(dt)
-            elif name != "input_ids":
-                raise UserError(f"text calibration cannot fill input {name!r}; calibrate with "
-                                f"a directory of NAME.npy files instead")
-        samples.append(sample)
+        feeds = [lm_feed(ids, specs, width=seq, pad_id=pad_id, dtypes=dtypes)
+                 for ids in rows[start:start + batch]]
+        samples.append({name: np.concatenate([f[name] for f in feeds]).reshape(specs[name][0])
+                        for name in feeds[0]})
     return samples
 
 

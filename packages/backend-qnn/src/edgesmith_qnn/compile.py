@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import UserError
+from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context
 
 from . import ep, graph
@@ -35,7 +35,7 @@ def compile_npu(source: Artifact, device: str, opts: Mapping[str, Any], output: 
     dest = output / graph.MODEL_NAME
     limit = abs(opts["mask_value"])
     rewrites: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
+    with scratch_dir("qnn") as tmp:
         if quantized:
             fixed = Path(tmp) / "fixed.onnx"
             graph.save(model, fixed)

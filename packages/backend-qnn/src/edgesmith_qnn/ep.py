@@ -8,7 +8,6 @@ Qualcomm's simulator, so everything here runs for real, only slowly.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.errors import BackendError, UserError
+from edgesmith.scratch import scratch_dir
 
 EP_NAME = "QNNExecutionProvider"
 _FALLBACK_MSG = "fallback to CPU EP has been explicitly disabled"
@@ -137,7 +137,7 @@ def placement(path: Path, opts: Mapping[str, Any]) -> dict[str, Any]:
     from . import graph
 
     source_nodes = len(graph.load(path, weights=False).graph.node)
-    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
+    with scratch_dir("qnn") as tmp:
         dest = Path(tmp) / "ctx.onnx"
         generate_context(path, dest, opts, cpu_fallback=True)
         return placement_of_context(graph.load(dest, weights=False), source_nodes)

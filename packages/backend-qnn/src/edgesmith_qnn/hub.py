@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -30,6 +29,7 @@ import attrs
 
 from edgesmith.errors import BackendError, EdgesmithError, UserError
 from edgesmith.options import parse
+from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context, Timings
 
 from . import graph
@@ -341,7 +341,7 @@ def compile_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx:
     ctx.progress("looking up the AI Hub device", None, None)
     device, dev_facts = resolve_device(client, opts["hub_device"], opts.get("hub_os", ""))
     name = f"edgesmith {path.parent.name if path.name == graph.MODEL_NAME else path.stem}"
-    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-hub-") as tmp:
+    with scratch_dir("qnn-hub") as tmp:
         work = Path(tmp)
         upload = _stage(model, work)
         del model
@@ -474,7 +474,7 @@ def profile(artifact: Artifact | str | Path, device: str | None = None, *,
     timeout = opts.get("hub_timeout")
     client = connect(client)
     dev, facts = resolve_device(client, name, opts.get("hub_os", ""))
-    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-hub-") as tmp:
+    with scratch_dir("qnn-hub") as tmp:
         model: Any = None
         if recorded.get("target_model_id") and hasattr(client, "get_model"):
             model = _call("looking up the compiled model", client.get_model,

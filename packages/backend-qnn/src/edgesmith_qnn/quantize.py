@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith.calibration import array_samples, text_lines
 from edgesmith.errors import BackendError, UserError
+from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import calibration, graph
@@ -37,7 +38,7 @@ def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output:
     logging.getLogger().setLevel(logging.ERROR)
     act_type, weight_type = p.quant_types()
     per_channel = opts["per_channel"]
-    with tempfile.TemporaryDirectory(prefix="edgesmith-qnn-") as tmp:
+    with scratch_dir("qnn") as tmp:
         ctx.progress("folding constants", None, None)
         folded, rewrites = graph.simplify_for_htp(model, Path(tmp), limit)
         del model
@@ -88,15 +89,14 @@ def _samples(spec: QuantSpec, opts: Mapping[str, Any], path: Path, model: Any,
     if cal is not None:
         cal = Path(cal)
         if cal.is_dir():
-            samples = calibration.from_npy_dir(cal, specs, limit)
+            samples = array_samples(cal, specs, limit)
             kind = "npy"
         elif cal.is_file():
             tok = calibration.find_tokenizer(path.parent, opts.get("tokenizer"))
             if tok is None:
                 raise UserError(f"text calibration needs a tokenizer; put tokenizer.json beside "
                                 f"{path.name} or pass --option tokenizer=PATH")
-            lines = [ln.strip() for ln in cal.read_text(errors="replace").splitlines() if ln.strip()]
-            samples = calibration.encode_texts(tok, lines[: limit or 64], specs, calibrate=True)
+            samples = calibration.encode_texts(tok, text_lines(cal)[: limit or 64], specs, calibrate=True)
             kind = "text"
         else:
             raise UserError(f"calibration {cal} does not exist; give a directory of NAME.npy "

@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.errors import UserError
+from edgesmith.graphinputs import check_inputs, dims_of
+from edgesmith.lmfeed import lm_feed
+from edgesmith.logsoftmax import log_softmax
+from edgesmith.onnxtypes import ort_dtype
 from edgesmith.runner import Runner, peak_rss_mb
 from edgesmith.types import Context, RunRequest
 
@@ -30,7 +34,7 @@ class QnnRunner(Runner):
         ep.require_float_target(path, graph.load(path, weights=False), opts)
         self.session = ep.session(path, opts, cpu_fallback=self.cpu_fallback, threads=threads)
         self.providers = self.session.get_providers()
-        self.inputs = {i.name: (i.shape, i.type) for i in self.session.get_inputs()}
+        self.input_specs = {i.name: (dims_of(i.shape), ort_dtype(i.type)) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         tok = path.parent / "tokenizer.json"
         self._tokenizer = None
@@ -50,18 +54,7 @@ class QnnRunner(Runner):
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph once on named inputs; returns named outputs."""
-        feed = {}
-        missing = [n for n in self.inputs if n not in inputs]
-        extra = [n for n in inputs if n not in self.inputs]
-        if missing or extra:
-            raise UserError(f"inputs do not match the model: missing {missing or 'none'}, "
-                            f"unexpected {extra or 'none'}; it takes {', '.join(self.inputs)}")
-        for name, (shape, _type) in self.inputs.items():
-            arr = np.asarray(inputs[name])
-            if list(arr.shape) != list(shape):
-                raise UserError(f"input {name!r} has shape {list(arr.shape)} but the compiled "
-                                f"model takes {shape}; pad or reshape it to that shape")
-            feed[name] = arr.astype(_NP_TYPES.get(_type, arr.dtype), copy=False)
+        feed = check_inputs(inputs, self.input_specs)
         t0 = time.perf_counter()
         result = self.session.run(None, feed)
         dt = time.perf_counter() - t0
@@ -76,28 +69,25 @@ class QnnRunner(Runner):
             raise UserError(f"no tokenizer.json beside {self.path.name}; pass arrays to infer()")
         from .calibration import encode_texts
 
-        specs = {}
-        for name, (shape, type_) in self.inputs.items():
-            specs[name] = (tuple(shape), _NP_TYPES.get(type_, np.int64))
+        specs = {name: (dims, np.int64 if dtype is None else dtype)
+                 for name, (dims, dtype) in self.input_specs.items()}
         return encode_texts(self.path.parent / "tokenizer.json", [text], specs)[0]
 
     # -- Runner primitives --------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         if self._tokenizer is None:
-            raise UserError(f"no tokenizer.json beside {self.path.name}; this model takes arrays")
+            return super().tokenize(text, add_special=add_special)
         return list(self._tokenizer.encode(text, add_special_tokens=add_special).ids)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         if self._tokenizer is None:
-            raise UserError(f"no tokenizer.json beside {self.path.name}; this model takes arrays")
+            return super().detokenize(token_ids)
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
     def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
-        if not self._lm_len:
-            raise UnsupportedError(
-                f"{self.path.name} is a fixed-shape graph with no logits output, not a text "
-                f"generator; run it on inputs with edgesmith_qnn's Runner.infer(...)")
+        if not self._lm_len:  # a fixed-shape graph with no logits output
+            raise self.takes_arrays()
         rng = np.random.default_rng(request.seed)
         ids = list(prompt_ids)
         eos = self._eos_ids()
@@ -118,27 +108,19 @@ class QnnRunner(Runner):
         if not 0 < len(ids) <= self._lm_len:
             raise UserError(f"{len(ids)} tokens do not fit the compiled window of {self._lm_len}; "
                             f"score shorter pieces or compile with a longer shape")
-        logits = self._window_logits(ids)[: len(ids)].astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return log_softmax(self._window_logits(ids)[: len(ids)], dtype=np.float64)
 
     def _causal_window(self) -> int | None:
-        shape = self.inputs.get("input_ids", (None,))[0]
+        shape = self.input_specs.get("input_ids", (None,))[0]
         if "logits" not in self.outputs or not shape or len(shape) != 2 or shape[0] != 1:
             return None
-        extra = set(self.inputs) - {"input_ids", "attention_mask", "position_ids"}
+        extra = set(self.input_specs) - {"input_ids", "attention_mask", "position_ids"}
         return int(shape[1]) if isinstance(shape[1], int) and not extra else None
 
     def _window_logits(self, ids: list[int]) -> np.ndarray:
         """Logits [S, V] for ``ids`` right-padded to the window (causal: the
         padding after a position cannot change it)."""
-        n, width = len(ids), self._lm_len
-        feed = {"input_ids": np.array([ids + [0] * (width - n)], np.int64)}
-        if "attention_mask" in self.inputs:
-            feed["attention_mask"] = np.array([[1] * n + [0] * (width - n)], np.int64)
-        if "position_ids" in self.inputs:
-            feed["position_ids"] = np.arange(width, dtype=np.int64)[None]
-        return self.infer(feed)["logits"][0]
+        return self.infer(lm_feed(ids, self.input_specs, width=self._lm_len))["logits"][0]
 
     def _eos_ids(self) -> set[int]:
         if self._tokenizer is None:
@@ -168,11 +150,6 @@ def _pick(logits: np.ndarray, request: RunRequest, rng: np.random.Generator) -> 
         p = np.where(mask, p, 0.0)
         p /= p.sum()
     return int(rng.choice(p.size, p=p))
-
-
-_NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-             "tensor(int8)": np.int8, "tensor(uint16)": np.uint16, "tensor(bool)": np.bool_}
 
 
 def load(artifact: Any, opts: Mapping[str, Any], ctx: Context) -> QnnRunner:

@@ -3,12 +3,14 @@
 A backend implements the small primitives (tokenize, detokenize, stream token
 ids, log-probabilities, chat prompt). The base class owns ``generate``: it
 times the stream and decodes text the same way for every backend, so "time to
-first token" or "decode tokens/s" mean one thing across stacks.
+first token" or "decode tokens/s" mean one thing across stacks. A runner of
+array-only graphs (encoders, vision) implements none of the text primitives:
+by default they refuse with :meth:`Runner.takes_arrays`
+(:class:`edgesmith.graphrunner.GraphRunner` is the base for those).
 """
 
 from __future__ import annotations
 
-import abc
 import resource
 import sys
 import time
@@ -40,7 +42,7 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-class Runner(abc.ABC):
+class Runner:
     """A model loaded by one backend. Use as a context manager to free it."""
 
     #: Backend name, set by the core after loading.
@@ -50,17 +52,20 @@ class Runner(abc.ABC):
     #: Maximum sequence length the model accepts, when known.
     context_length: int | None = None
 
-    # -- primitives a backend implements -------------------------------------
+    #: Named array inputs of a graph run through :meth:`infer`, ``{name: (dims, dtype)}``
+    #: (:data:`edgesmith.graphinputs.InputSpec`), when the runner knows them.
+    input_specs: Mapping[str, Any] | None = None
 
-    @abc.abstractmethod
+    # -- primitives a text backend implements ---------------------------------
+
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Token ids of ``text``; ``add_special`` adds BOS etc. as the model does."""
+        raise self.takes_arrays()
 
-    @abc.abstractmethod
     def detokenize(self, token_ids: Sequence[int]) -> str:
         """Text of ``token_ids``, skipping special tokens."""
+        raise self.takes_arrays()
 
-    @abc.abstractmethod
     def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
         """Yield generated token ids one by one.
 
@@ -68,6 +73,15 @@ class Runner(abc.ABC):
         yield the end-of-sequence token). Honour temperature/top_p/top_k/seed.
         The caller may close the generator early (stop strings).
         """
+        raise self.takes_arrays()
+
+    def takes_arrays(self) -> UserError:
+        """The error of the text primitives on a model that takes arrays, not
+        text; naming :attr:`input_specs` when known. Override for a sharper one."""
+        names = list(self.input_specs or ())
+        give = " ".join(f"--input {n}=FILE.npy" for n in names) or "--input NAME=FILE.npy for each input"
+        return UnsupportedError(f"backend {self.backend!r} runs this model on arrays, not text; "
+                                f"run it with {give} (Runner.infer) instead of a prompt")
 
     def logprobs(self, token_ids: Sequence[int]) -> np.ndarray:
         """Log-softmax of next-token distributions, shape ``(len(ids), vocab)``.
@@ -89,7 +103,7 @@ class Runner(abc.ABC):
             f"backend {self.backend!r} runs this artifact only as a text generator; use -p PROMPT"
         )
 
-    def close(self) -> None:  # noqa: B027 - optional override, not abstract
+    def close(self) -> None:
         """Free the model. Called once; later calls are not made."""
 
     # -- provided -------------------------------------------------------------

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-_SCRATCH = re.compile(r"^edgesmith-[a-z0-9_.]+-(\d+)-[0-9a-f]{8}$")
+_SCRATCH = re.compile(r"^edgesmith-[a-z0-9_.-]+-(\d+)-[0-9a-f]{8}$")
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -23,27 +25,62 @@ def library_versions(names: Iterable[str]) -> dict[str, str | None]:
 
 
 def physical_cores() -> int:
-    """Physical cores (not hyper-threads), the best default thread count for LLM decode."""
-    try:
-        cores = set()
-        with open("/proc/cpuinfo") as f:
-            phys = core = None
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                elif not line.strip():
-                    if core is not None:
-                        cores.add((phys, core))
-                    phys = core = None
-            if core is not None:
-                cores.add((phys, core))
+    """Physical cores (not hyper-threads) this process may run on: the best
+    default thread count for LLM decode.
+
+    On Linux these are the distinct (package, core) pairs of the CPUs in the
+    process's affinity mask (``os.sched_getaffinity``), so ``taskset`` and
+    container CPU sets are respected; on macOS ``hw.physicalcpu``. Where the
+    topology cannot be read, half the usable CPUs above four (a guess at SMT).
+    """
+    usable = _usable_cpus()
+    if sys.platform.startswith("linux"):
+        cores = _linux_cores(usable)
         if cores:
-            return len(cores)
+            return cores
+    elif sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True,
+                                 timeout=5)
+            return max(1, min(int(out.stdout.strip()), len(usable)))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    n = len(usable)
+    return max(1, n // 2 if n > 4 else n)
+
+
+def _usable_cpus() -> set[int]:
+    """CPU numbers this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return set(os.sched_getaffinity(0))
+        except OSError:
+            pass
+    return set(range(os.cpu_count() or 1))
+
+
+def _linux_cores(cpus: set[int]) -> int:
+    """Distinct physical cores among ``cpus``: from sysfs topology, else /proc/cpuinfo (0: unknown)."""
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(),
+                       (topo / "core_id").read_text().strip()))
+        except OSError:
+            cores.clear()
+            break
+    if cores:
+        return len(cores)
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        pass
-    return max(1, (os.cpu_count() or 2) // (2 if (os.cpu_count() or 1) > 4 else 1))
+        return 0
+    for block in text.split("\n\n"):
+        fields = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines()))
+        if fields.get("processor", "").isdigit() and int(fields["processor"]) in cpus and "core id" in fields:
+            cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return len(cores)
 
 
 def parse_options(pairs: Iterable[str]) -> dict[str, str]:

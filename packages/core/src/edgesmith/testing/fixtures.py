@@ -2,16 +2,22 @@
 
 - ``tiny_model(arch="llama", **sizes)`` builds a tiny checkpoint once per
   session and returns its path.
-- ``offline`` (autouse) makes every hub client work offline and refuses any
-  socket connection outside the loopback range and any DNS lookup of a
-  non-local name, so a test that would reach
-  the network fails loudly instead of hanging.
+- ``offline`` (autouse) sets :data:`edgesmith.offline.OFFLINE_ENV` and
+  refuses any socket connection outside the loopback range and any DNS
+  lookup of a non-local name, so a test that would reach the network fails
+  loudly instead of hanging.
+- ``network_attempts``: every access the guard refused in this session, in
+  order (``"connect ('192.0.2.1', 80)"``, ``"dns 'example.invalid'"``), so a
+  test can assert that a job never even tried, including where the vendor
+  code swallowed the error.
+- :func:`network_guard` is the same guard as a context manager, for a
+  conftest that wants it around session-scoped fixtures as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,15 +25,14 @@ from typing import Any
 
 import pytest
 
+from ..offline import OFFLINE_ENV, child_env
 from .tiny import tiny_checkpoint
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-}
+__all__ = ["NETWORK_ATTEMPTS", "OFFLINE_ENV", "env_offline", "network_guard"]
+
+#: Every network access a guard refused in this session, oldest first. A test
+#: that makes a deliberate attempt removes its own entries afterwards.
+NETWORK_ATTEMPTS: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -43,50 +48,80 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     return make
 
 
-def _loopback(address: Any) -> bool:
-    if isinstance(address, tuple) and address:
-        host = address[0]
-    else:
-        return True  # AF_UNIX paths and the like stay local
-    if host in ("localhost", ""):
+def _local(host: Any) -> bool:
+    """A loopback address or a name that resolves without the network."""
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if host in (None, "", "localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
     except ValueError:
         return False  # a host name: resolving it would already use the network
+
+
+def _local_address(address: Any) -> bool:
+    if isinstance(address, tuple) and address:
+        return _local(address[0])
+    return True  # AF_UNIX paths and the like stay on this machine
+
+
+@contextlib.contextmanager
+def network_guard() -> Iterator[list[str]]:
+    """For the block, refuse every non-loopback ``connect``/``connect_ex`` and
+    every DNS lookup of a non-local name, recording each in
+    :data:`NETWORK_ATTEMPTS` (which it yields) before raising. The refusal
+    happens before the real call, so nothing ever leaves the machine."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def refuse(address: Any) -> None:
+        NETWORK_ATTEMPTS.append(f"connect {address!r}")
+        raise OSError(f"edgesmith tests: network access to {address!r} attempted (tests run offline)")
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if not _local_address(address):
+            refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if not _local_address(address):
+            refuse(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        # DNS is how most telemetry starts; only local names may resolve.
+        if not _local(host):
+            NETWORK_ATTEMPTS.append(f"dns {host!r}")
+            raise socket.gaierror(f"edgesmith tests: DNS lookup of {host!r} attempted (tests run offline)")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield NETWORK_ATTEMPTS
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = real_getaddrinfo
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in OFFLINE_ENV.items():
         monkeypatch.setenv(key, value)
-    real_connect = socket.socket.connect
+    with network_guard():
+        yield
 
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if not _loopback(address):
-            raise OSError(f"edgesmith tests: network access to {address!r} attempted (tests run offline)")
-        return real_connect(self, address)
 
-    def guarded_ex(self: socket.socket, address: Any) -> Any:
-        if not _loopback(address):
-            raise OSError(f"edgesmith tests: network access to {address!r} attempted (tests run offline)")
-        return real_connect_ex(self, address)
-
-    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
-        # DNS is how most telemetry starts; only local names may resolve.
-        name = host.decode() if isinstance(host, bytes) else host
-        if name not in (None, "localhost", "") and not _loopback((name,)):
-            raise OSError(f"edgesmith tests: DNS lookup of {name!r} attempted (tests run offline)")
-        return real_lookup(host, *args, **kwargs)
-
-    real_connect_ex = socket.socket.connect_ex
-    real_lookup = socket.getaddrinfo
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_lookup)
-    yield
+@pytest.fixture(scope="session")
+def network_attempts() -> list[str]:
+    """Network accesses the guard refused so far in this session."""
+    return NETWORK_ATTEMPTS
 
 
 def env_offline() -> dict[str, str]:
     """The environment for a subprocess that must stay offline."""
-    return {**os.environ, **OFFLINE_ENV}
+    return child_env()

@@ -1,0 +1,68 @@
+"""The Olive backend's vendor patches, as records (see :mod:`edgesmith.patches`).
+
+Each names the upstream symbol it replaces, the version range it was written
+and tested for, what goes wrong without it (measured) and where upstream
+tracks it. The fix code lives in :mod:`.workarounds` and :mod:`.offline`;
+:func:`for_passes` picks what a workflow needs and
+``workflow.run_workflow`` applies it for that run only. ``olive run --config
+olive_config.json`` outside edgesmith gets none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edgesmith.patches import Patch
+
+from . import offline, workarounds
+
+TELEMETRY = Patch(
+    name="olive-telemetry-inert",
+    symbol="olive.telemetry.telemetry:Telemetry._instance",
+    distribution="olive-ai",
+    versions="==0.13.*",
+    symptom="Olive reads OLIVE_DISABLE_TELEMETRY only after its telemetry singleton has queued a "
+            "heartbeat (device id, OS) for upload and written a device-id file, so every process "
+            "running an Olive job would report itself once despite the switch",
+    scope=offline.inert_telemetry,
+)
+
+ROPE_THETA = Patch(
+    name="genai-builder-rope-theta",
+    symbol="onnxruntime_genai.models.builder:AutoConfig",
+    distribution="onnxruntime-genai",
+    versions="==0.11.*",
+    symptom="with transformers 5 configs (rope_theta only under rope_parameters) the GenAI model "
+            "builder finds no config.rope_theta and silently bakes RoPE caches for theta 10000: "
+            "plausible answers that worsen with position (SmolLM2-135M, theta 100000: perplexity "
+            "35.0 instead of 29.9 on 256-token windows)",
+    scope=workarounds.builder_reads_rope_theta,
+    upstream="https://github.com/microsoft/onnxruntime-genai/pull/2311",
+)
+
+HQQ_LAYOUT = Patch(
+    name="olive-hqq-matmulnbits-layout",
+    symbol="olive.passes.onnx.hqq_quantization:OnnxHqqQuantization._quantize_internal_numpy",
+    distribution="olive-ai",
+    versions="==0.13.*",
+    symptom="the HQQ pass quantizes the [K, N] MatMul weight untransposed and packs along N, so "
+            "MatMulNBits dequantizes weights unrelated to the original ones (SmolLM2-135M: "
+            "perplexity 1e28); the replacement transposes first, as ONNX Runtime's HQQ quantizer does",
+    scope=workarounds.hqq_packs_like_matmulnbits,
+    upstream="https://github.com/microsoft/Olive/pull/2589",
+)
+
+#: Every patch of this backend, for listing.
+PATCHES = (TELEMETRY, ROPE_THETA, HQQ_LAYOUT)
+
+
+def for_passes(passes: Mapping[str, Mapping[str, Any]]) -> list[Patch]:
+    """The patches a workflow with these passes needs (telemetry always)."""
+    types = {p.get("type") for p in passes.values()}
+    chosen = [TELEMETRY]
+    if "ModelBuilder" in types:
+        chosen.append(ROPE_THETA)
+    if "OnnxHqqQuantization" in types:
+        chosen.append(HQQ_LAYOUT)
+    return chosen
