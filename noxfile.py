@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import nox
 
@@ -21,12 +23,20 @@ BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
 # that no resolver step picks a different (multi-GB) build.
 NEEDS_TORCH = {"llamacpp", "olive", "openvino"}
 TEST_DEPS = ("pytest>=8", "jinja2", "onnx")
-OFFLINE = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-}
+
+
+def _offline_env() -> dict[str, str]:
+    """The core's one offline table (edgesmith/offline.py, standard library only),
+    loaded by path: nox itself runs without edgesmith installed."""
+    path = Path(__file__).parent / "packages" / "core" / "src" / "edgesmith" / "offline.py"
+    spec = importlib.util.spec_from_file_location("_edgesmith_offline", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.OFFLINE_ENV)
+
+
+OFFLINE = _offline_env()
 
 
 def _install(session: nox.Session, backends: tuple[str, ...]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from edgesmith import api
 from edgesmith.types import RunRequest
-from edgesmith_llamacpp.threads import default_threads
+from edgesmith.util import physical_cores
 
 
 def test_greedy_matches_llama_cpp_directly(quantized_of) -> None:
@@ -62,7 +62,7 @@ def test_chat_prompt_uses_gguf_template(gguf_of) -> None:
 
 def test_threads_default_to_physical_cores_and_can_be_set(gguf_of) -> None:
     with api.load(gguf_of("llama"), backend="llamacpp") as runner:
-        assert runner.threads == default_threads() >= 1
+        assert runner.threads == physical_cores() >= 1
     with api.load(gguf_of("llama"), backend="llamacpp", threads=1) as runner:
         assert runner.threads == 1
 

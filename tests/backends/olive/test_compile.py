@@ -33,10 +33,10 @@ def test_compile_cpu(bundles, tmp_path):
 
 
 def test_compile_for_another_device_is_refused(bundles, tmp_path):
-    """Declaring "auto" makes the core offer every device; only the CPU is compiled for here."""
+    """The core refuses a device the compile operation does not declare, before any work."""
     from edgesmith.errors import UnsupportedError
 
     out = tmp_path / "npu"
-    with pytest.raises(UnsupportedError, match="CPU only, not npu; use --device cpu"):
+    with pytest.raises(UnsupportedError, match="cannot compile onnx for npu: olive compile onnx compiles for cpu"):
         api.compile(bundles("llama", "onnx"), "npu", out, backend="olive")
     assert not out.exists()

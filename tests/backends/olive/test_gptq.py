@@ -106,6 +106,8 @@ def test_gptq_bundle_runs_and_tracks_fp32(gptq_bundle, bundles, clean_env, netwo
 def test_gptq_refusals(tiny, bundles, tmp_path):
     text = tmp_path / "calib.txt"
     text.write_text(CALIBRATION)
+    empty = tmp_path / "no-text"  # a directory stands for its .txt/.md files
+    empty.mkdir()
     out = tmp_path / "out"
     cases = [
         (UserError, "Hugging Face checkpoint",
@@ -113,8 +115,8 @@ def test_gptq_refusals(tiny, bundles, tmp_path):
                               backend="olive")),
         (UserError, "--calibration FILE",
          lambda: api.quantize(tiny("llama"), out, bits=4, method="gptq", backend="olive")),
-        (UserError, "plain-text file",
-         lambda: api.quantize(tiny("llama"), out, bits=4, method="gptq", calibration=tmp_path,
+        (UserError, "holds no .txt or .md files",
+         lambda: api.quantize(tiny("llama"), out, bits=4, method="gptq", calibration=empty,
                               backend="olive")),
         (UnsupportedError, "autoawq",
          lambda: api.quantize(tiny("llama"), out, bits=4, method="awq", calibration=text, backend="olive")),

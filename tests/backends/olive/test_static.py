@@ -167,6 +167,6 @@ def test_calibration_must_match_inputs(encoder, tmp_path):
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
     with pytest.raises(UserError, match="--activation-bits"):
         api.quantize(encoder / "fp32", out, bits=8, backend="olive")
-    with pytest.raises(UserError, match="missing x"):
+    with pytest.raises(UserError, match="missing input x"):
         with api.load(encoder / "fp32", backend="olive") as runner:
             runner.infer({"y": np.zeros((1, SEQ, D), np.float32)})

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesmith.calibration import read_text
 from edgesmith.errors import UserError
 from edgesmith.types import Context
 
@@ -88,7 +89,7 @@ class ImportanceMatrix:
 def compute_imatrix(gguf: Path, calibration: Path, *, threads: int, ctx: Context) -> ImportanceMatrix:
     import llama_cpp
 
-    text = _read_calibration(calibration)
+    text = read_text(calibration)
     ggml = _ggml_base()
     mparams = llama_cpp.llama_model_default_params()
     mparams.n_gpu_layers = 0
@@ -174,17 +175,6 @@ def compute_imatrix(gguf: Path, calibration: Path, *, threads: int, ctx: Context
     if not sums:
         raise UserError(f"no activations were collected from {gguf}; is it a decoder-only LLM?")
     return ImportanceMatrix(sums, counts, tokens=n_chunks * CHUNK, chunks=n_chunks, source=calibration)
-
-
-def _read_calibration(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*.txt")) if path.is_dir() else [path]
-    try:
-        text = "\n\n".join(p.read_text(encoding="utf-8") for p in files)
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read calibration text {path} ({e}); give a UTF-8 text file") from None
-    if not text.strip():
-        raise UserError(f"calibration {path} is empty; give a UTF-8 text file with representative text")
-    return text
 
 
 def _tokenize(llama_cpp: Any, vocab: Any, text: str) -> list[int]:

@@ -9,11 +9,11 @@ from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context, QuantSpec
+from edgesmith.util import physical_cores
 
 from . import ggufinfo
 from .convert import ENTRY
 from .schemes import Scheme, for_bits, lookup
-from .threads import default_threads
 
 
 def resolve(spec: QuantSpec) -> Scheme:
@@ -70,7 +70,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
         )
     if spec.method == "imatrix" and spec.calibration is None:
         raise UserError("--method imatrix needs --calibration FILE (plain text)")
-    threads = ctx.threads or default_threads()
+    threads = ctx.threads or physical_cores()
     details: dict[str, Any] = {"scheme": scheme.name, "ftype": scheme.ftype, "nominal_bpw": scheme.bpw,
                                "requantized": bool(quantized), "pure": pure, "imatrix": None}
 

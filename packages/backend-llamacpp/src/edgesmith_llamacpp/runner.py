@@ -11,14 +11,15 @@ import attrs
 import numpy as np
 
 from edgesmith.errors import BackendError, UserError
+from edgesmith.logsoftmax import log_softmax
 from edgesmith.options import Option, parse
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest
+from edgesmith.util import physical_cores
 
 from . import ggufinfo
 from .options import DEFAULT_MAX_CTX, LOAD_OPTIONS
 from .plugin import LOAD, NAME
-from .threads import default_threads
 
 
 def model_bounds(trained: int | None, n_ctx: int) -> tuple[Option, ...]:
@@ -41,7 +42,7 @@ def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> LlamaC
     n_batch = options.get("n_batch", min(512, n_ctx))
     parse(model_bounds(trained, n_ctx), {k: options[k] for k in ("n_ctx", "n_batch") if k in options},
           backend=NAME, operation=LOAD.label)
-    threads = ctx.threads or default_threads()
+    threads = ctx.threads or physical_cores()
     from llama_cpp import Llama
 
     try:
@@ -136,9 +137,7 @@ class LlamaCppRunner(Runner):
             llama_cpp.llama_batch_free(batch)
             llama_cpp.llama_memory_clear(mem, True)
             llm.reset()
-        logits = out.astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        return (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+        return log_softmax(out)
 
     # -- chat -----------------------------------------------------------------
 

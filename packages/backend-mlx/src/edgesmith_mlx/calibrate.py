@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgesmith.calibration import read_text
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Context
 
@@ -19,21 +20,6 @@ from .schemes import Plan
 GPTQ_FALLBACK = (6, 64)
 #: mlx-lm's AWQ defaults for the embedding.
 AWQ_EMBED = (4, 32)
-
-
-def read_text(path: Path) -> str:
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md")) \
-        if path.is_dir() else [path]
-    if not files:
-        raise UserError(f"{path} holds no .txt or .md files; give a plain-text calibration file")
-    parts = []
-    for f in files:
-        try:
-            parts.append(f.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise UserError(f"calibration file {f} is not UTF-8 text; give a plain-text file") from None
-    return "\n\n".join(parts)
 
 
 def sequences(tokenizer: Any, path: Path, p: Plan, seed: int = 123) -> Any:

@@ -8,23 +8,26 @@ same files (weights, config, tokenizer, generation config) ourselves.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from edgesmith import offline
 from edgesmith.errors import BackendError, UserError
 from edgesmith.types import Context
 from edgesmith.weights import HeaderError, read_header
 
 from .schemes import DTYPES
 
+#: On top of :data:`edgesmith.offline.OFFLINE_ENV`: no hub progress bars and no
+#: transformers advisory warnings on the terminal of a job or a chat.
+MLX_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
 
 def quiet_hub() -> None:
-    """No telemetry and no hub look-ups from anything mlx-lm imports."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    """No telemetry and no hub look-ups from anything mlx-lm imports. Set for the
+    rest of the process (a loaded runner outlives any job); a value the user set wins."""
+    offline.set_defaults(MLX_ENV)
 
 
 def rope_theta_fix(config: dict[str, Any]) -> dict[str, Any]:

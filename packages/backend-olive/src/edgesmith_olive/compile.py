@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.errors import UserError
 from edgesmith.types import Artifact, Context
 
 from . import bundle
@@ -30,10 +30,6 @@ def compile_bundle(source: Artifact, device: str, options: Mapping[str, Any], ou
                    ctx: Context) -> Artifact:
     """Handler of ``compile onnx``; ``options`` are parsed by the core
     (:data:`edgesmith_olive.options.COMPILE`)."""
-    if device not in ("cpu", "auto"):
-        # The core also offers "any device" to an operation that declares "auto".
-        raise UnsupportedError(f"olive compiles GenAI bundles for the CPU only, not {device}; "
-                               f"use --device cpu (or auto)")
     level, provider, measure = options["level"], options["provider"], options["measure"]
     src_dir = bundle.genai_dir(Path(source.directory))
     cfg = bundle.read_json(src_dir / bundle.GENAI_CONFIG)

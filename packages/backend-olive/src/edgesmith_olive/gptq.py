@@ -8,19 +8,20 @@ the result into MatMulNBits (it reads Olive's quantized checkpoint).
 
 Olive's default calibration data is a hub dataset (wikitext). Instead the
 workflow gets a data config whose loader is a small script written into the
-output (``olive_calibration.py``): it reads the user's text file (copied to
-``calibration.txt``), tokenizes it with the model's own tokenizer and cuts it
-into fixed-length windows. No ``datasets`` package, no network.
+output (``olive_calibration.py``): it reads the user's calibration text
+(a file, or a directory's .txt/.md files, written to ``calibration.txt``),
+tokenizes it with the model's own tokenizer and cuts it into fixed-length
+windows. No ``datasets`` package, no network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgesmith.calibration import read_text
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context, QuantSpec
 
@@ -74,14 +75,9 @@ def {loader}(data_file, model_path, seq_len=512, max_samples=128, **kwargs):
 
 
 def _read_text(path: Path) -> str:
-    if path.is_dir():
-        raise UserError(
-            f"{path} is a directory; GPTQ calibrates from a plain-text file (--calibration FILE.txt)"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; GPTQ calibrates from a plain-text file") from None
+    """The calibration text (a file, or the .txt/.md files of a directory, see
+    :mod:`edgesmith.calibration`), if there is enough of it."""
+    text = read_text(path)
     if len(text.split()) < 8:
         raise UserError(f"{path} holds almost no text; give a few paragraphs of representative text")
     return text
@@ -135,7 +131,8 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
                         "give the float checkpoint")
 
     calib = Path(spec.calibration)
-    shutil.copyfile(calib, output / TEXT_NAME)
+    # The loader reads one file: the text as edgesmith reads it (a directory's files joined).
+    (output / TEXT_NAME).write_text(_read_text(calib), encoding="utf-8")
     loader = unique_loader(LOADER)
     (output / SCRIPT_NAME).write_text(_SCRIPT.format(loader=loader, trust=bool(ctx.trust_remote_code)))
 

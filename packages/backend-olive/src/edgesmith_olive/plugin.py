@@ -55,7 +55,7 @@ OPERATIONS = (
               schemes=GPTQ_SCHEMES, variant="gptq",
               summary="GPTQ int4 from --calibration text, packed into a GenAI bundle"),
     Operation("compile", "onnx", "edgesmith_olive.compile:compile_bundle", options=COMPILE,
-              devices=("cpu", "auto"),
+              devices=("cpu",),
               summary="ahead-of-time ONNX Runtime graph optimization of a GenAI bundle"),
     Operation("load", "onnx", "edgesmith_olive.runner:load", options=LOAD, devices=("cpu",),
               summary="runs GenAI bundles (generate) and plain ONNX graphs (--input NAME=FILE.npy) "
