@@ -115,7 +115,7 @@ def test_two_quantize_runs_on_one_output(model, ref_site, tmp_path):
     assert second.returncode == 2, err2
     assert len(_error_lines(err2)) == 1 and "another edgesmith run" in err2, err2
     manifest = json.loads((out / "edgesmith.json").read_text())
-    assert manifest["operation"]["parameters"]["spec"]["native"] == "rtn8"
+    assert manifest["operation"]["parameters"]["spec"]["scheme"] == "rtn8"
     assert not leftovers(tmp_path)
     # Once the winner is done, a later run without --force is refused as before.
     late = _cli(["quantize", model, "--scheme", "rtn4", "-o", out], env_with(ref_site))
@@ -132,7 +132,7 @@ def test_started_together_one_wins(model, ref_site, tmp_path):
     assert len(_error_lines(loser)) == 1
     winner = ("rtn8", "rtn4")[[code for _, code in results].index(0)]
     manifest = json.loads((out / "edgesmith.json").read_text())
-    assert manifest["operation"]["parameters"]["spec"]["native"] == winner
+    assert manifest["operation"]["parameters"]["spec"]["scheme"] == winner
     assert not leftovers(tmp_path)
 
 

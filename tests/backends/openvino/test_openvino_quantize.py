@@ -20,7 +20,7 @@ from edgesmith_openvino.schemes import plan
         (QuantSpec(bits=8, symmetric=True), "int8_sym", None),
         (QuantSpec(bits=4), "int4_asym", None),
         (QuantSpec(bits=4, symmetric=True, group_size=32), "int4_sym", 32),
-        (QuantSpec(native="INT4_ASYM", group_size=64, ratio=0.8), "int4_asym", 64),
+        (QuantSpec(scheme="INT4_ASYM", group_size=64, ratio=0.8), "int4_asym", 64),
         (QuantSpec(activation_bits=8), "int8_ptq", None),
     ],
 )
@@ -32,7 +32,7 @@ def test_quantspec_maps_onto_nncf(spec: QuantSpec, scheme: str, group: int | Non
 @pytest.mark.parametrize(
     "spec",
     [QuantSpec(bits=3), QuantSpec(bits=8, group_size=64), QuantSpec(bits=8, method="awq"),
-     QuantSpec(bits=4, method="hqq"), QuantSpec(native="int8_ptq", group_size=32)],
+     QuantSpec(bits=4, method="hqq"), QuantSpec(scheme="int8_ptq", group_size=32)],
 )
 def test_unsupported_specs_are_refused(spec: QuantSpec) -> None:
     with pytest.raises(UnsupportedError):

@@ -29,8 +29,8 @@ def resolve(spec: QuantSpec) -> Scheme:
                                    f"drop it or pick a --scheme")
     if spec.method not in (None, "rtn", "imatrix"):
         raise UnsupportedError(f"llamacpp has no method {spec.method!r}; use rtn or imatrix (with --calibration)")
-    if spec.native:
-        return lookup(spec.native)
+    if spec.scheme:
+        return lookup(spec.scheme)
     assert spec.bits is not None
     return for_bits(spec.bits)
 

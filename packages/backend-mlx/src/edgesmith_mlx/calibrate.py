@@ -14,7 +14,7 @@ from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Context
 
 from .options import MIN_TOKENS
-from .schemes import Plan
+from .schemes import QuantPlan
 
 #: mlx-lm's defaults for layers GPTQ does not handle (embeddings): 6 bits, group 64.
 GPTQ_FALLBACK = (6, 64)
@@ -22,7 +22,7 @@ GPTQ_FALLBACK = (6, 64)
 AWQ_EMBED = (4, 32)
 
 
-def sequences(tokenizer: Any, path: Path, p: Plan, seed: int = 123) -> Any:
+def sequences(tokenizer: Any, path: Path, p: QuantPlan, seed: int = 123) -> Any:
     """A (samples, length) uint32 array of non-overlapping token windows."""
     import mlx.core as mx
 
@@ -38,7 +38,7 @@ def sequences(tokenizer: Any, path: Path, p: Plan, seed: int = 123) -> Any:
     return windows[order]
 
 
-def gptq(model: Any, tokenizer: Any, config: dict[str, Any], p: Plan, calibration: Path,
+def gptq(model: Any, tokenizer: Any, config: dict[str, Any], p: QuantPlan, calibration: Path,
          ctx: Context) -> tuple[Any, dict[str, Any]]:
     from mlx_lm.quant.gptq import gptq_quantize
 
@@ -51,7 +51,7 @@ def gptq(model: Any, tokenizer: Any, config: dict[str, Any], p: Plan, calibratio
     return model, config
 
 
-def awq(model: Any, tokenizer: Any, config: dict[str, Any], p: Plan, calibration: Path,
+def awq(model: Any, tokenizer: Any, config: dict[str, Any], p: QuantPlan, calibration: Path,
         ctx: Context) -> tuple[Any, dict[str, Any]]:
     from mlx_lm.quant.awq import AWQ_MODEL_CONFIGS, awq_quantize, update_config
 

@@ -13,7 +13,7 @@ from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import mlxio
-from .schemes import MODES, Plan, plan
+from .schemes import MODES, QuantPlan, plan
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
@@ -79,7 +79,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
     return Artifact(path=output, format="mlx", details=details)
 
 
-def native_command(src: Path, p: Plan, dtype: str) -> str:
+def native_command(src: Path, p: QuantPlan, dtype: str) -> str:
     if p.method in ("gptq", "awq"):
         return (f"python -m mlx_lm.quant.{p.method} --model {src} --mlx-path OUT --bits {p.bits} "
                 f"--group-size {p.group_size}")
@@ -106,7 +106,7 @@ def _quantizable(model: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def check_group_size(model: Any, p: Plan) -> list[str]:
+def check_group_size(model: Any, p: QuantPlan) -> list[str]:
     """Refuse (or, with indivisible=skip, list) layers the group size does not fit.
 
     mlx-lm silently leaves such layers unquantized and mx.quantize aborts on
@@ -129,7 +129,7 @@ def check_group_size(model: Any, p: Plan) -> list[str]:
     return [path for path, _ in bad]
 
 
-def _rtn(model: Any, config: dict[str, Any], p: Plan) -> tuple[Any, dict[str, Any]]:
+def _rtn(model: Any, config: dict[str, Any], p: QuantPlan) -> tuple[Any, dict[str, Any]]:
     from mlx_lm.utils import quantize_model
 
     predicate = None

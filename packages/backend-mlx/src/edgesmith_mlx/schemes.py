@@ -38,7 +38,7 @@ RECIPES: dict[str, tuple[int, int]] = {
 DATA_AWARE = ("gptq", "awq")
 METHODS = ("rtn", *DATA_AWARE)
 
-#: Names accepted as ``--scheme`` (QuantSpec.native).
+#: Names accepted as ``--scheme`` (QuantSpec.scheme).
 SCHEMES: tuple[str, ...] = (*MODES, *RECIPES)
 
 #: Canonical dtype name (:func:`edgesmith.options.canonical_dtype`) -> MLX's name.
@@ -48,7 +48,7 @@ DTYPES = tuple(MX_DTYPES.values())
 
 
 @attrs.frozen
-class Plan:
+class QuantPlan:
     """A validated quantization request in MLX terms."""
 
     mode: str
@@ -69,10 +69,10 @@ class Plan:
         return attrs.asdict(self)
 
 
-def plan(spec: QuantSpec, options: Mapping[str, Any]) -> Plan:
+def plan(spec: QuantSpec, options: Mapping[str, Any]) -> QuantPlan:
     """Map ``spec`` and the parsed ``options`` (:data:`edgesmith_mlx.options.QUANTIZE`,
     defaults filled) onto MLX, refusing what MLX cannot honour."""
-    native = spec.native.strip().lower() if spec.native else None
+    native = spec.scheme.strip().lower() if spec.scheme else None
     mode = options.get("mode")
     recipe = options.get("recipe")
     if native is not None:
@@ -86,7 +86,7 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> Plan:
             recipe = native
         else:
             raise UnsupportedError(
-                f"MLX has no scheme {spec.native!r}; choose one of {', '.join(SCHEMES)}"
+                f"MLX has no scheme {spec.scheme!r}; choose one of {', '.join(SCHEMES)}"
             )
     mode = mode or "affine"
     if recipe and mode != "affine":
@@ -139,7 +139,7 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> Plan:
     elif spec.calibration is not None:
         raise UserError("--calibration is only used by data-aware methods; add --method gptq or awq, "
                         "or drop --calibration")
-    return Plan(
+    return QuantPlan(
         mode=mode,
         bits=bits,
         group_size=group,

@@ -87,9 +87,9 @@ def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> dict:
     """Settings of the GPTQ job from ``spec`` and the parsed options
     (:data:`edgesmith_olive.options.GPTQ`), checked before any work."""
     method = (spec.method or "gptq").lower()
-    if spec.native and spec.native.lower() != "int4_gptq":
+    if spec.scheme and spec.scheme.lower() != "int4_gptq":
         raise UnsupportedError(
-            f"from a Hugging Face checkpoint olive quantizes with --scheme int4_gptq only, not {spec.native}; "
+            f"from a Hugging Face checkpoint olive quantizes with --scheme int4_gptq only, not {spec.scheme}; "
             "convert first (edgesmith convert MODEL --to onnx --backend olive) for the other schemes"
         )
     if method == "awq":
@@ -176,7 +176,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
         details={
             "bits": 4,
             "method": "gptq",
-            "scheme": spec.native or None,
+            "scheme": spec.scheme or None,
             "symmetric": settings["symmetric"],
             "block_size": settings["block_size"],
             "accuracy_level": settings["accuracy_level"],

@@ -40,15 +40,15 @@ _QUANT_OPS = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul", "GatherBl
 
 def _resolve(spec: QuantSpec) -> tuple[int, str]:
     """(bits, method) from the spec: a native scheme wins over the common fields."""
-    if spec.native:
-        key = spec.native.lower()
+    if spec.scheme:
+        key = spec.scheme.lower()
         if key not in SCHEMES:
-            raise UnsupportedError(f"olive has no scheme {spec.native!r}; use one of {', '.join(SCHEMES)}")
+            raise UnsupportedError(f"olive has no scheme {spec.scheme!r}; use one of {', '.join(SCHEMES)}")
         bits, method, _ = SCHEMES[key]
         if spec.bits is not None and spec.bits != bits:
-            raise UserError(f"scheme {spec.native} is {bits}-bit but --bits {spec.bits} was given; drop one")
+            raise UserError(f"scheme {spec.scheme} is {bits}-bit but --bits {spec.bits} was given; drop one")
         if spec.method and spec.method.lower() != method:
-            raise UserError(f"scheme {spec.native} uses {method}, not {spec.method}; drop --method")
+            raise UserError(f"scheme {spec.scheme} uses {method}, not {spec.method}; drop --method")
         return bits, method
     bits = spec.bits
     method = (spec.method or "").lower()
@@ -125,12 +125,8 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], 
             passes["quantize"] = {"type": "OnnxHqqQuantization", **conf}
             details["symmetric"] = False
         details.update(block_size=block, accuracy_level=level)
-        suffix = f"_Q{bits}"
-        passes["restore_names"] = {
-            "type": "GraphSurgeries",
-            "surgeries": [{"surgeon": "RenameOutputs", "old_names": [], "new_names": []}],
-            "_suffix": suffix,
-        }
+        # Filled in by quantize() once the graph's output names are read.
+        passes["restore_names"] = {"type": "GraphSurgeries", "surgeries": []}
     elif method == "dynamic":
         passes["quantize"] = {"type": "OnnxDynamicQuantization", "precision": "int8",
                               "op_types_to_quantize": ["MatMul"]}
@@ -139,6 +135,11 @@ def plan(spec: QuantSpec, options: Mapping[str, Any]) -> tuple[dict[str, dict], 
     last = list(passes)[-1]
     passes[last].update(external_data())
     return passes, details
+
+
+def output_suffix(bits: int) -> str:
+    """What Olive's weight-only passes append to a quantized MatMul's output name."""
+    return f"_Q{bits}"
 
 
 def _already_quantized(model: Path) -> set[str]:
@@ -176,7 +177,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
         import onnx
 
         proto = onnx.load(str(src_dir / model_name), load_external_data=False)
-        suffix = passes["restore_names"].pop("_suffix")
+        suffix = output_suffix(details["bits"])
         outs = [o.name for o in proto.graph.output]
         passes["restore_names"]["surgeries"] = [
             {"surgeon": "RenameOutputs", "old_names": [o + suffix for o in outs], "new_names": outs}
@@ -193,7 +194,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
     workflow.finish(output)
     _check_outputs(output / model_name, src_dir / model_name)
     details.update(
-        scheme=spec.native or None,
+        scheme=spec.scheme or None,
         bundle="onnxruntime-genai",
         provider=provider,
         olive_passes=[p["type"] for p in passes.values()],

@@ -5,22 +5,7 @@ Kept free of heavy imports so the plugin can list the schemes cheaply.
 
 from __future__ import annotations
 
-import attrs
-
 from edgesmith.errors import UserError
-
-
-@attrs.frozen
-class Plan:
-    """One quantization recipe: the Olive pass type and its settings."""
-
-    scheme: str
-    pass_type: str
-    config: dict
-    bits: int
-    #: Suffix Olive's weight-only passes append to a quantized MatMul's output.
-    output_suffix: str | None = None
-
 
 #: scheme -> (bits, method, summary). ``int4`` is RTN, the fast default.
 SCHEMES = {

@@ -107,7 +107,7 @@ def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> tuple[dict, dict]:
         raise UnsupportedError(f"static QDQ weights are 8 or 16 bits, not {bits}; use --bits 8")
     if spec.method and spec.method.lower() not in ("static", "minmax", "qdq"):
         raise UnsupportedError(f"static QDQ calibrates with min/max ranges, not {spec.method}; drop --method")
-    if spec.native:
+    if spec.scheme:
         raise UnsupportedError("static QDQ has no native scheme names; use --bits/--activation-bits")
     if spec.group_size is not None:
         raise UnsupportedError("static QDQ is per tensor or per channel, not per group; drop --group-size "
@@ -131,7 +131,7 @@ def plan(spec: QuantSpec, opts: Mapping[str, Any]) -> tuple[dict, dict]:
     details = {"bits": bits, "activation_bits": act, "method": "static_qdq", "per_channel": per_channel,
                "calibrate_method": method, "activation_type": f"{act_kind}{act}",
                "weight_type": f"int{bits}", "weight_symmetric": weight_symmetric}
-    return conf, {**details, "_samples": opts.get("samples"), "_provider": opts["provider"]}
+    return conf, details
 
 
 def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], output: Path,
@@ -142,7 +142,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
         # The core sends --activation-bits here; an LLM bundle takes weight-only.
         raise UnsupportedError(STATIC_IS_NOT_FOR_BUNDLES)
     conf, details = plan(spec, options)
-    samples, provider = details.pop("_samples"), details.pop("_provider")
+    samples, provider = options.get("samples"), options["provider"]
     model_file = Path(source.main_file)
     if model_file.is_dir() or model_file.suffix != ".onnx":
         raise UserError(f"{source.path} holds no .onnx model; give a .onnx file or its folder")

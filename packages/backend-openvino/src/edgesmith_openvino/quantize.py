@@ -14,7 +14,7 @@ from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import stack
 from .patches import job
-from .schemes import DATA_AWARE, Plan, plan
+from .schemes import DATA_AWARE, QuantPlan, plan
 
 COMPRESSED_TYPES = {"u4", "i4", "u8", "i8", "nf4", "f4e2m1", "f8e4m3", "f8e8m0", "u2", "u3"}
 
@@ -88,7 +88,7 @@ def _weight_inputs(model: Any) -> list[tuple[str, int]]:
     return found
 
 
-def _check_group(model: Any, p: Plan) -> None:
+def _check_group(model: Any, p: QuantPlan) -> None:
     g = p.group_size
     if not p.is_int4_family or g is None or g <= 0:
         return
@@ -103,7 +103,7 @@ def _check_group(model: Any, p: Plan) -> None:
         )
 
 
-def _compress(model: Any, p: Plan, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
+def _compress(model: Any, p: QuantPlan, spec: QuantSpec, opts: Mapping[str, Any], src_dir: Path,
               ctx: Context) -> tuple[Any, dict[str, Any]]:
     _check_group(model, p)
     data_aware = p.method in DATA_AWARE or "sensitivity_metric" in opts

@@ -38,7 +38,7 @@ DATA_AWARE = {"awq", "scale_estimation", "gptq"}
 
 
 @attrs.frozen
-class Plan:
+class QuantPlan:
     """What NNCF will be asked to do."""
 
     scheme: str
@@ -56,12 +56,12 @@ class Plan:
         return not self.ptq and self.bits == 4
 
 
-def plan(spec: QuantSpec) -> Plan:
+def plan(spec: QuantSpec) -> QuantPlan:
     """Map the common QuantSpec fields (or a native scheme) onto NNCF's parameters."""
-    if spec.native:
-        scheme = spec.native.strip().lower()
+    if spec.scheme:
+        scheme = spec.scheme.strip().lower()
         if scheme not in SCHEMES:
-            raise UserError(f"unknown openvino scheme {spec.native!r}; choose one of {', '.join(SCHEMES)}")
+            raise UserError(f"unknown openvino scheme {spec.scheme!r}; choose one of {', '.join(SCHEMES)}")
         if spec.bits is not None and scheme != PTQ_SCHEME and spec.bits != WEIGHT_SCHEMES[scheme][0]:
             raise UserError(f"--bits {spec.bits} contradicts scheme {scheme}; drop one of them")
     elif spec.activation_bits is not None:
@@ -83,7 +83,7 @@ def plan(spec: QuantSpec) -> Plan:
         for field in ("group_size", "ratio", "method"):
             if getattr(spec, field) is not None:
                 raise UnsupportedError(f"--{field.replace('_', '-')} does not apply to int8_ptq; drop it")
-        return Plan(scheme, ptq=True)
+        return QuantPlan(scheme, ptq=True)
     if spec.activation_bits is not None:
         raise UnsupportedError(
             f"--activation-bits needs scheme {PTQ_SCHEME}; {scheme} compresses weights only"
@@ -106,4 +106,4 @@ def plan(spec: QuantSpec) -> Plan:
             raise UnsupportedError(f"--ratio mixes 4-bit with 8-bit layers; it does not apply to {scheme}")
     if scheme.startswith("mx") and group not in (None, 32):
         raise UnsupportedError(f"{scheme} uses groups of 32; drop --group-size or give 32")
-    return Plan(scheme, group_size=group, ratio=spec.ratio, method=method)
+    return QuantPlan(scheme, group_size=group, ratio=spec.ratio, method=method)

@@ -22,7 +22,7 @@ CALIBRATE_METHODS = ("minmax", "entropy", "percentile", "distribution")
 
 
 @attrs.frozen
-class Plan:
+class QuantPlan:
     scheme: str
     activation_bits: int
     weight_bits: int
@@ -47,17 +47,17 @@ class Plan:
                 "distribution": CalibrationMethod.Distribution}[self.calibrate_method]
 
 
-def plan(spec: QuantSpec, method_option: str | None = None) -> Plan:
-    """A Plan for ``spec``; ``native`` wins over the common fields."""
+def plan(spec: QuantSpec, method_option: str | None = None) -> QuantPlan:
+    """A QuantPlan for ``spec``; ``scheme`` wins over the common fields."""
     if spec.group_size is not None:
         raise UnsupportedError("the QNN QDQ path quantizes per tensor or per channel, not in groups; "
                                "drop --group-size")
     if spec.ratio is not None:
         raise UnsupportedError("the QNN QDQ path has no mixed-precision ratio; drop --ratio")
-    if spec.native:
-        key = spec.native.lower()
+    if spec.scheme:
+        key = spec.scheme.lower()
         if key not in SCHEMES:
-            raise UserError(f"unknown qnn scheme {spec.native!r}; use one of {', '.join(SCHEMES)}")
+            raise UserError(f"unknown qnn scheme {spec.scheme!r}; use one of {', '.join(SCHEMES)}")
         act, wbits, sym = SCHEMES[key]
     else:
         wbits = spec.bits if spec.bits is not None else 8
@@ -76,4 +76,4 @@ def plan(spec: QuantSpec, method_option: str | None = None) -> Plan:
     if method not in CALIBRATE_METHODS:
         raise UnsupportedError(f"calibration method {method!r} is not offered for QNN QDQ; "
                                f"use one of {', '.join(CALIBRATE_METHODS)}")
-    return Plan(key, act, wbits, sym, method)
+    return QuantPlan(key, act, wbits, sym, method)

@@ -186,7 +186,7 @@ def quantize(
     _validate_spec(spec)
     art = _source(source, allow_pickle)
     check_output(Path(output), force, [art.path])
-    wanted = spec.native
+    wanted = spec.scheme
 
     def refuse(op: Operation) -> str | None:
         if spec.activation_bits and not op.activations:
@@ -222,11 +222,11 @@ def quant_spec(*, bits: int | None = None, group_size: int | None = None, symmet
                method: str | None = None, activation_bits: int | None = None, ratio: float | None = None,
                calibration: str | Path | None = None, scheme: str | None = None) -> QuantSpec:
     return QuantSpec(bits=bits, group_size=group_size, symmetric=symmetric, method=method,
-                     activation_bits=activation_bits, ratio=ratio, calibration=calibration, native=scheme)
+                     activation_bits=activation_bits, ratio=ratio, calibration=calibration, scheme=scheme)
 
 
 def _validate_spec(spec: QuantSpec) -> None:
-    if spec.bits is None and spec.native is None:
+    if spec.bits is None and spec.scheme is None:
         raise UserError("say how to quantize: give --bits N or --scheme NAME")
     if spec.bits is not None and not 1 <= spec.bits <= 16:
         raise UserError(f"--bits must be between 1 and 16, got {spec.bits}")

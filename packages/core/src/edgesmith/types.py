@@ -223,8 +223,8 @@ class QuantSpec:
 
     Each backend maps these fields to its native flags and raises
     :class:`edgesmith.errors.UnsupportedError` naming what it cannot honour.
-    ``native`` (the stack's own scheme name, e.g. ``Q4_K_M``, ``int4_asym``)
-    wins over the common fields where given.
+    ``scheme`` (the stack's own scheme name, ``--scheme``: ``Q4_K_M``,
+    ``int4_asym``) wins over the common fields where given.
     """
 
     bits: int | None = None
@@ -241,7 +241,7 @@ class QuantSpec:
     calibration: Path | None = attrs.field(
         default=None, converter=attrs.converters.optional(Path)
     )
-    native: str | None = None
+    scheme: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = attrs.asdict(self)
@@ -251,7 +251,7 @@ class QuantSpec:
 
 @attrs.frozen
 class Context:
-    """Per-job settings and callbacks the core hands to every hook call."""
+    """Per-job settings and callbacks the core hands to every operation's handler."""
 
     trust_remote_code: bool = False
     allow_pickle: bool = False

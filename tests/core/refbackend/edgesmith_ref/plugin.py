@@ -39,9 +39,9 @@ def quantize(source, spec, options, output, ctx):
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
-    bits = spec.bits or {"rtn4": 4, "rtn8": 8}.get((spec.native or "").lower())
+    bits = spec.bits or {"rtn4": 4, "rtn8": 8}.get((spec.scheme or "").lower())
     if bits is None:
-        raise UserError(f"unknown scheme {spec.native!r} for backend ref; use rtn4 or rtn8")
+        raise UserError(f"unknown scheme {spec.scheme!r} for backend ref; use rtn4 or rtn8")
     if bits not in (4, 8):
         raise UnsupportedError(f"backend ref quantizes to 4 or 8 bits, not {bits}")
     group = spec.group_size or 64
