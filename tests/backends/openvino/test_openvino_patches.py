@@ -81,7 +81,7 @@ def test_jobs_leave_cwd_loggers_modules_and_env_as_they_were(tiny_encoder, tmp_p
     monkeypatch.delenv("NNCF_CI", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)
-    keys = list(offline.environment(stack.STACK_ENV))
+    keys = list(offline.environment(ov_patches.STACK_ENV))
     telemetry = sys.modules.get("openvino_telemetry")
     senders = dict(vars(telemetry.Telemetry)) if telemetry is not None else None
     before = (os.getcwd(), _loggers(), dict(sys.modules), {k: os.environ.get(k) for k in keys})

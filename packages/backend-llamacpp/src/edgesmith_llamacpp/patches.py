@@ -9,22 +9,7 @@ afterwards.
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgesmith.patches import Patch
-
-
-def _export_scope() -> Any:
-    from .export import cached_tensor_name_maps
-
-    return cached_tensor_name_maps()
-
-
-def _worker_scope() -> Any:
-    from ._convert_worker import pretokenizer_fallback
-
-    return pretokenizer_fallback()
-
 
 GGUF_NAME_MAP_CACHE = Patch(
     name="gguf-tensor-name-map-cache",
@@ -35,7 +20,7 @@ GGUF_NAME_MAP_CACHE = Patch(
     symptom="while mapping GGUF weights transformers rebuilds gguf's whole tensor-name table once "
             "per module (hundreds of times, ~10 s of a GGUF -> Hugging Face export); the table "
             "depends only on (architecture, layer count), so it is cached for the job",
-    scope=_export_scope,
+    scope="edgesmith_llamacpp.export:cached_tensor_name_maps",
 )
 
 PRETOKENIZER_FALLBACK = Patch(
@@ -48,7 +33,7 @@ PRETOKENIZER_FALLBACK = Patch(
             "splits exactly like GPT-2, Llama-3 or Qwen2 (edgesmith's tiny test models, a user's "
             "own) fails with NotImplementedError; the fallback names it from tokenizer.json's "
             "declared split rules, and only when the whole pipeline is equivalent",
-    scope=_worker_scope,
+    scope="edgesmith_llamacpp._convert_worker:pretokenizer_fallback",
     upstream="https://github.com/ggml-org/llama.cpp/issues/8649",
 )
 

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 from edgesmith import offline
 from edgesmith.patches import Patch, applied
 
-from . import stack
+#: The stack's own switch, on top of :data:`edgesmith.offline.OFFLINE_ENV`:
+#: NNCF swaps in its telemetry stub when it sees this, even if openvino_telemetry loaded.
+STACK_ENV = {"NNCF_CI": "1"}
 
 TELEMETRY_IMPORT = Patch(
     name="openvino-telemetry-import-blocked",
@@ -27,7 +29,7 @@ TELEMETRY_IMPORT = Patch(
             "parameters, conversion method, op count, result) and writes ~/intel/openvino_ga_cid "
             "(a client id) and ~/intel/stats; blocked while the stack is first imported, the "
             "converter and NNCF fall back to their no-op stubs and nothing is written",
-    scope=stack.telemetry_blocked,
+    scope="edgesmith_openvino.stack:telemetry_blocked",
     upstream="https://github.com/openvinotoolkit/openvino/issues/34588",
     # sys.modules is restored, but modules first imported under it keep their stub.
     process_wide=True,
@@ -42,7 +44,7 @@ TELEMETRY_MUTED = Patch(
     symptom="when openvino_telemetry was imported before the first job (by the user's code), the "
             "converter holds the real sender and the same events would go out; its send methods "
             "are no-ops for the job",
-    scope=stack.telemetry_muted,
+    scope="edgesmith_openvino.stack:telemetry_muted",
     upstream="https://github.com/openvinotoolkit/openvino/issues/34588",
 )
 
@@ -58,7 +60,7 @@ def job(handler: F) -> F:
 
     @functools.wraps(handler)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with offline.applied(extra=stack.STACK_ENV), applied(PATCHES):
+        with offline.applied(extra=STACK_ENV), applied(PATCHES):
             return handler(*args, **kwargs)
 
     return run  # type: ignore[return-value]

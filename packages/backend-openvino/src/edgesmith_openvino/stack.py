@@ -21,10 +21,6 @@ from typing import Any
 
 from edgesmith.errors import UserError
 
-#: The stack's own switch, on top of :data:`edgesmith.offline.OFFLINE_ENV`:
-#: NNCF swaps in its telemetry stub when it sees this, even if openvino_telemetry loaded.
-STACK_ENV = {"NNCF_CI": "1"}
-
 _TELEMETRY_MODULES = ("openvino_telemetry", "openvino_telemetry.backend")
 _TELEMETRY_SENDERS = ("send_event", "start_session", "end_session", "send_error",
                       "send_stack_trace", "force_shutdown")

@@ -33,8 +33,10 @@ class Patch:
     versions: str
     #: what goes wrong without it, with the measured effect
     symptom: str
-    #: applies the patch for a ``with`` block and undoes it afterwards
-    scope: Callable[[], AbstractContextManager[object]] = attrs.field(eq=False, repr=False)
+    #: applies the patch for a ``with`` block and undoes it afterwards: a callable, or
+    #: ``"module:function"`` (imported when applied, so a registry never imports the
+    #: modules whose jobs apply it)
+    scope: str | Callable[[], AbstractContextManager[object]] = attrs.field(eq=False, repr=False)
     #: where upstream tracks the bug, when known
     upstream: str = ""
     #: True when the change stays for the rest of the process
@@ -55,6 +57,16 @@ class Patch:
             return False, f"cannot compare {self.distribution} {version} with {self.versions!r} ({exc})"
         return ok, "" if ok else f"{self.distribution} {version} is outside {self.versions}"
 
+    def enter(self) -> AbstractContextManager[object]:
+        """The patch's context manager (its scope function called)."""
+        scope = self.scope
+        if isinstance(scope, str):
+            import importlib
+
+            module, _, name = scope.partition(":")
+            scope = getattr(importlib.import_module(module), name)
+        return scope()
+
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "symbol": self.symbol, "distribution": self.distribution,
                 "versions": self.versions, "symptom": self.symptom, "upstream": self.upstream,
@@ -73,6 +85,6 @@ def applied(patches: Iterable[Patch]) -> Iterator[list[str]]:
                 log.info("vendor patch %s skipped: %s (it was written for %s %s)", p.name, why,
                          p.distribution, p.versions)
                 continue
-            stack.enter_context(p.scope())
+            stack.enter_context(p.enter())
             names.append(p.name)
         yield names
