@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgesmith.cli import main
+from edgesmith.testing.cli import invoke, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +19,6 @@ def model(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("cli") / "tiny", "llama")
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("edgesmith: error:")]
-    assert len(lines) == 1, result.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_missing_source(tmp_path):

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from edgesmith.claim import LOCK_SUFFIX, TMP_MARK, atomic_output, claim, write_file
 from edgesmith.cli import main
 from edgesmith.errors import UserError
+from edgesmith.testing.cli import invoke, one_line_error
 
 from .conftest import env_with
 from .test_measure_support import bigram, short_text  # noqa: F401 - fixtures
@@ -36,18 +37,6 @@ def model(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("lost") / "tiny", "llama")
 
 
-def invoke(*args, **kw):
-    return CliRunner().invoke(main, [str(a) for a in args], **kw)
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("edgesmith: error:")]
-    assert len(lines) == 1, result.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

@@ -12,26 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from edgesmith.cli import main
+from edgesmith.testing.cli import invoke, one_line_error
 
 #: backend -> the format its convert writes from a Hugging Face checkpoint.
 CONVERTS = {"llamacpp": "gguf", "openvino": "openvino", "mlx": "mlx", "olive": "onnx"}
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("edgesmith: error:")]
-    assert len(lines) == 1, result.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert "Traceback" not in result.output and "internal error" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

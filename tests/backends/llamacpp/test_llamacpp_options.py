@@ -8,21 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from edgesmith import api
-from edgesmith.cli import main
 from edgesmith.errors import UserError
+from edgesmith.testing.cli import error_line
 from edgesmith.types import RunRequest
-
-
-def error_line(*args: object) -> str:
-    """Run the real CLI; it must exit 2 with exactly one `edgesmith: error:` line."""
-    done = CliRunner().invoke(main, [str(a) for a in args])
-    assert done.exit_code == 2, (done.exit_code, done.output)
-    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("edgesmith: error:")]
-    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
-    return errors[0]
 
 
 def test_out_of_range_n_ctx_fails_at_once(gguf_of) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from edgesmith import offline
 from edgesmith.errors import BackendError, UserError
 from edgesmith.types import Context
-from edgesmith.weights import HeaderError, read_header
+from edgesmith.weights import check_safetensors, check_tokenizer
 
 from .schemes import DTYPES
 
@@ -68,26 +68,12 @@ def describe_quantization(q: dict[str, Any]) -> str:
     return str(q.get("quant_method", "quantized"))
 
 
-#: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
-
-
 def check_files(path: Path) -> None:
-    """Clear errors for what mlx-lm would report badly: no tokenizer files
-    (transformers' own error is several lines and suggests installing
-    sentencepiece), and safetensors data that does not match its header
-    (mlx reads past the end, or ignores trailing bytes transformers refuses)."""
-    if not any((path / name).is_file() for name in TOKENIZER_FILES) and not any(path.glob("*.tiktoken")):
-        raise UserError(f"{path} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; copy "
-                        f"the tokenizer files of the original checkpoint into {path}")
-    for f in sorted(path.glob("*.safetensors")):
-        try:
-            _, wanted, present = read_header(f)
-        except HeaderError as exc:
-            raise UserError(f"{f} is not a readable safetensors file ({exc}); re-download or re-export it") from None
-        if present != wanted:
-            raise UserError(f"{f} is corrupt: its header describes {wanted} bytes of weights, the file "
-                            f"holds {present}; re-download or re-export it")
+    """Clear errors for what mlx-lm would report badly: no tokenizer files, and
+    safetensors data that does not match its header (mlx reads past the end, or
+    ignores trailing bytes transformers refuses)."""
+    check_tokenizer(path)
+    check_safetensors(path)
 
 
 def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[str, Any]]:

@@ -10,14 +10,13 @@ from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context
-from edgesmith.weights import HeaderError, read_header
+from edgesmith.weights import check_safetensors, check_tokenizer
 
 from . import bundle, workflow
 from .options import CONVERT_ACCURACY_LEVEL, CONVERT_BLOCK_SIZE, PRECISIONS
 from .schemes import check_block_size
 
 #: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def supported_architectures() -> set[str]:
@@ -61,17 +60,8 @@ def _check_files(src: Path) -> None:
     """Clear errors for what the builder would report badly: no tokenizer files
     (transformers then blames a missing sentencepiece), and safetensors data
     that does not match its header (a failed pass deep inside Olive)."""
-    if not any((src / name).is_file() for name in TOKENIZER_FILES) and not any(src.glob("*.tiktoken")):
-        raise UserError(f"{src} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; copy "
-                        f"the tokenizer files of the original checkpoint into {src}")
-    for f in sorted(src.glob("*.safetensors")):
-        try:
-            _, wanted, present = read_header(f)
-        except HeaderError as exc:
-            raise UserError(f"{f} is not a readable safetensors file ({exc}); re-download or re-export it") from None
-        if present != wanted:
-            raise UserError(f"{f} is corrupt: its header describes {wanted} bytes of weights, the file "
-                            f"holds {present}; re-download or re-export it")
+    check_tokenizer(src)
+    check_safetensors(src)
 
 
 def _lm_head_clash(cfg: dict) -> str | None:

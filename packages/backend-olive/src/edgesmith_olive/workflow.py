@@ -163,24 +163,6 @@ def _working_dir(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-@contextlib.contextmanager
-def _env_restored(*keys: str) -> Iterator[None]:
-    """Put ``keys`` of the environment back as they were after the block.
-
-    Olive's engine points ``OLIVE_CACHE_DIR`` at the run's cache, here a
-    scratch folder that is deleted once the job is done.
-    """
-    saved = {k: os.environ.get(k) for k in keys}
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _drop_handlers_on(stream: object) -> None:
     """Remove logging handlers that libraries attached to the captured stream.
 
@@ -238,7 +220,9 @@ def run_workflow(
     tracker = _PassTracker()
     # Offline for the run, with the vendor patches the passes need (see .patches);
     # the working directory, the loggers and the environment are put back afterwards.
-    with offline.applied(extra=OLIVE_ENV), _env_restored("OLIVE_CACHE_DIR"):
+    # Olive's engine points OLIVE_CACHE_DIR at the run's cache, here a scratch
+    # folder that is deleted once the job is done.
+    with offline.applied(extra=OLIVE_ENV), offline.env_restored("OLIVE_CACHE_DIR"):
         try:
             with applied(patches.for_passes(passes)), _captured(log_path, tracker), _working_dir(work):
                 from olive.workflows import run as olive_run

@@ -9,12 +9,11 @@ from typing import Any
 
 from edgesmith.errors import BackendError, UnsupportedError, UserError
 from edgesmith.types import Artifact, Context
+from edgesmith.weights import check_tokenizer
 
 from . import stack
 from .options import IR_DTYPES
 from .patches import job
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def _hf_config(source: Path) -> dict[str, Any]:
@@ -34,10 +33,7 @@ def hf_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Conte
     dtype, task = IR_DTYPES[opts["dtype"]], opts["task"]
     src = Path(source.path)
     cfg = _hf_config(src)
-    if not any((src / n).exists() for n in TOKENIZER_FILES):
-        raise UserError(f"{src} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; "
-                        f"openvino-genai needs it, so copy the model's tokenizer files (with "
-                        f"tokenizer_config.json) into the checkpoint directory")
+    check_tokenizer(src)  # openvino-genai needs it
     ctx.progress("loading optimum-intel", None, None)
     stack.quiet()
     try:

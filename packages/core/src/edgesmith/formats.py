@@ -17,10 +17,14 @@ from .errors import UserError
 from .manifest import MANIFEST_NAME, read_manifest
 from .types import FORMATS, Artifact
 from .util import dir_size
-from .weights import PICKLE_SUFFIXES, HeaderError, looks_like_pickle, read_header, safe_weights
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
-
+from .weights import (
+    PICKLE_SUFFIXES,
+    TOKENIZER_FILES,
+    HeaderError,
+    looks_like_pickle,
+    read_header,
+    safe_weights,
+)
 
 # -- detection ----------------------------------------------------------------
 
@@ -216,7 +220,7 @@ def _tokenizer_facts(directory: Path) -> dict[str, Any]:
     template = bool(cfg.get("chat_template")) or (directory / "chat_template.jinja").exists() \
         or (directory / "chat_template.json").exists()
     return {
-        "tokenizer": any((directory / n).exists() for n in _TOKENIZER_FILES),
+        "tokenizer": any((directory / n).exists() for n in TOKENIZER_FILES),
         "chat_template": template,
     }
 

@@ -60,21 +60,29 @@ def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, str] | 
 
 
 @contextlib.contextmanager
-def applied(extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """Set the offline variables (and ``extra``) for the block; afterwards every
-    one of them has its earlier value again, or is unset if it was unset.
-    Yields what was set."""
-    wanted = environment(extra)
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
+def env_restored(*keys: str) -> Iterator[None]:
+    """After the block, each of ``keys`` has its earlier value again (or is unset
+    if it was unset), whatever the block or the libraries it called set."""
+    saved = {key: os.environ.get(key) for key in keys}
     try:
-        yield wanted
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def applied(extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Set the offline variables (and ``extra``) for the block; afterwards every
+    one of them has its earlier value again, or is unset if it was unset.
+    Yields what was set."""
+    wanted = environment(extra)
+    with env_restored(*wanted):
+        os.environ.update(wanted)
+        yield wanted
 
 
 def set_defaults(extra: Mapping[str, str] | None = None) -> None:

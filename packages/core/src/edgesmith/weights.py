@@ -21,6 +21,8 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 #: A header larger than this is garbage, not a real tensor table.
 MAX_HEADER = 100 << 20
+#: Files transformers builds a tokenizer from (one is enough; vocab.json goes with merges.txt).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 class HeaderError(ValueError):
@@ -58,7 +60,8 @@ def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
 
 
 def check_safetensors(directory: Path) -> None:
-    """Refuse a checkpoint whose safetensors files are garbled or truncated."""
+    """Refuse a checkpoint whose safetensors files are garbled, truncated, or hold
+    bytes past the weights their header describes (transformers refuses those)."""
     for f in sorted(Path(directory).glob("*.safetensors")):
         try:
             _, wanted, present = read_header(f)
@@ -67,9 +70,19 @@ def check_safetensors(directory: Path) -> None:
                             f"re-export it") from None
         except OSError as exc:
             raise UserError(f"cannot read {f} ({exc.strerror}); check the file") from None
-        if present < wanted:
-            raise UserError(f"{f} is truncated: its header describes {wanted} bytes of weights, the "
+        if present != wanted:
+            what = "truncated" if present < wanted else "corrupt"
+            raise UserError(f"{f} is {what}: its header describes {wanted} bytes of weights, the "
                             f"file holds {present}; re-download or re-export it")
+
+
+def check_tokenizer(directory: Path) -> None:
+    """Refuse a checkpoint with no tokenizer files, naming them (the stacks' own
+    errors run to several lines and suggest installing sentencepiece)."""
+    d = Path(directory)
+    if not any((d / name).is_file() for name in TOKENIZER_FILES) and not any(d.glob("*.tiktoken")):
+        raise UserError(f"{d} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there; copy "
+                        f"the tokenizer files of the original checkpoint into {d}")
 
 
 def safe_weights(directory: Path) -> bool:
