@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edgesmith.testing import bigram_checkpoint
+
 from ..core.conftest import env_with, make_site
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "backend-guide.md"
@@ -53,9 +55,29 @@ def test_quantize_and_its_errors(env, tiny_model, tmp_path):
     assert typo.returncode == 2 and "rtn quantize hf has no option 'skipp'; known options: skip" in typo.stderr
 
 
+RECIPE = """
+[optimize]
+targets = ["rtn-cpu"]
+
+[bench]
+prompt_tokens = 16
+gen_tokens = 8
+repeat = 1
+warmup = 0
+
+[eval]
+window = 64
+windows = 2
+smoke_tokens = 8
+"""
+
+
 def test_joins_optimize_and_wins_its_target(env, tiny_model, tmp_path):
+    # A bigram head makes the tiny model write varied text, so the smoke test means something.
+    source = bigram_checkpoint(tiny_model("llama"), tmp_path / "source")
+    (tmp_path / "recipe.toml").write_text(RECIPE)
     out = tmp_path / "opt"
-    r = run("optimize", tiny_model("llama"), "--target", "rtn-cpu", "-o", out, "--threads", "1", "--json",
+    r = run("optimize", source, "--recipe", tmp_path / "recipe.toml", "-o", out, "--threads", "1", "--json",
             env=env)
     assert r.returncode == 0, r.stderr
     (target,) = json.loads((out / "summary.json").read_text())["targets"]

@@ -6,7 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -92,15 +92,6 @@ def parse_options(pairs: Iterable[str]) -> dict[str, str]:
             raise UserError(f"bad option {pair!r}; write --option KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
-
-
-def check_options(options: Mapping[str, str], known: Iterable[str], who: str) -> None:
-    """Reject option keys a backend does not know, listing the ones it does."""
-    known = sorted(set(known))
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        listed = ", ".join(known) if known else "none"
-        raise UserError(f"{who} does not know option(s) {', '.join(unknown)}; known: {listed}")
 
 
 def dir_size(path: Path) -> int:
