@@ -284,7 +284,7 @@ def inspect(path: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("source", type=click.Path())
-@click.option("--to", "target", required=True, type=click.Choice(FORMATS), help="Target format.")
+@click.option("--to", "fmt", required=True, type=click.Choice(FORMATS), help="Format to write.")
 @click.option("--dtype", help="Weight type of the result (backend-specific, e.g. f16, bf16, f32, q8_0).")
 @output_options
 @backend_options
@@ -292,14 +292,14 @@ def inspect(path: str, as_json: bool) -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weight files (.bin/.pt/.pth).")
 @threads_option
 @json_option
-def convert(source: str, target: str, dtype: str | None, output: str, force: bool,
+def convert(source: str, fmt: str, dtype: str | None, output: str, force: bool,
             backend: str | None, options: tuple[str, ...], trust_remote_code: bool,
             allow_pickle: bool, threads: int | None, as_json: bool) -> None:
     """Convert SOURCE to another format."""
     from . import api
 
     with progress() as report:
-        art = api.convert(source, target, output, backend=backend, options=parse_pairs(options),
+        art = api.convert(source, fmt, output, backend=backend, options=parse_pairs(options),
                           dtype=dtype, force=force, trust_remote_code=trust_remote_code,
                           allow_pickle=allow_pickle, threads=threads, progress=report)
     _report_artifact(art, as_json)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,27 @@ def run_step(step: Step, out: Path, source: Path, hashes: Hashes, *, threads: in
     return "done", time.perf_counter() - t0
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a failure recorded on a step or target."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def keep_traceback(root: Path, name: str, exc: BaseException) -> Path:
+    """Write ``exc``'s traceback under ``root/.optimize``; the log's path."""
+    log = root / ".optimize" / f"{name.replace('/', '-')}-failed.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(traceback.format_exception(exc)))
+    return log
+
+
 def run_all(plan: Plan, root: Path, say: Say, *, threads: int | None = None,
             trust_remote_code: bool = False, progress: Callable[..., None] | None = None
             ) -> dict[str, dict[str, Any]]:
     """Every step in plan order; returns a record per step key (status, seconds, error).
 
-    A step that fails is recorded and the steps that need its output are
+    A step that fails, for any reason, is recorded with its reason (a traceback
+    log for an unexpected exception) and the steps that need its output are
     skipped; the other targets go on. Ctrl-C stops everything (the step under
     way leaves nothing behind).
     """
@@ -121,6 +137,12 @@ def run_all(plan: Plan, root: Path, say: Say, *, threads: int | None = None,
         except EdgesmithError as exc:
             say(f"{label} — failed: {exc}")
             records[step.key] = {"status": "failed", "seconds": 0.0, "error": str(exc)}
+            continue
+        except Exception as exc:  # noqa: BLE001 - a vendor bug in one step must not end the run
+            reason = f"internal error in the backend: {describe(exc)}"
+            log = keep_traceback(root, step.key, exc)
+            say(f"{label} — failed: {reason} (traceback: {log})")
+            records[step.key] = {"status": "failed", "seconds": 0.0, "error": reason, "log": str(log)}
             continue
         say(f"{label} — done in {seconds:.1f} s")
         records[step.key] = {"status": status, "seconds": round(seconds, 2)}

@@ -133,13 +133,30 @@ def _build_and_measure(plan: plan_mod.Plan, rec: Recipe, machine: Any, out: Path
     cache = measuring.Cache(out, Hashes())
     say("measuring memory bandwidth")
     bw = measuring.bandwidth(cache, threads)
-    results = [_measure_target(plan, t, out, steps, rec, cache, bw, threads, say) for t in plan.targets]
+    results = [_measure_or_record(plan, t, out, steps, rec, cache, bw, threads, say) for t in plan.targets]
     from . import outputs
 
     summary = outputs.summary(plan, rec, machine, steps, results, bw, out)
     outputs.write_all(out, summary, results, bw)
     say(f"wrote {out / 'summary.json'}, {out / 'report.html'} and {out / 'README.md'}")
     return summary
+
+
+def _measure_or_record(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, steps: dict[str, Any],
+                       rec: Recipe, cache: measuring.Cache, bw: dict[str, Any], threads: int,
+                       say: Say) -> dict[str, Any]:
+    """A target's measurements; any failure in them is recorded on the target with its
+    reason and log, and the other targets go on (Ctrl-C still stops the run)."""
+    from .execute import describe, keep_traceback
+
+    try:
+        return _measure_target(plan, t, root, steps, rec, cache, bw, threads, say)
+    except Exception as exc:  # noqa: BLE001 - one target's failure must not cost the others
+        why = f"measuring failed: {describe(exc)}"
+        say(f"{t.name}: {why}")
+        log = keep_traceback(root, t.name, exc)
+        return {"target": t, "rows": [], "bench": [], "eval": None, "chosen": None,
+                "why": f"{why} (traceback: {log})", "error": why}
 
 
 def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, steps: dict[str, Any],
