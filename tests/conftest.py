@@ -43,10 +43,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"EDGESMITH_REQUIRE_BACKENDS: not usable here: {'; '.join(missing)}")
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+def _record_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
     if report.skipped and _required():
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _skipped.append((report.nodeid, reason))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A whole module skipped at import (pytest.importorskip of a missing stack).
+    _record_skip(report)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
