@@ -111,3 +111,30 @@ def _display(enabled: bool) -> Iterator[Callable[..., None]]:
             prog.update(task, description=description, completed=completed or 0, total=total)
 
         yield update
+
+
+def report_artifact(art: Any, as_json: bool) -> None:
+    m = art.manifest or {}
+    if as_json:
+        echo_json({"path": str(art.path), "format": art.format, "entry": art.entry, "manifest": m})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+    t.add_row("output", str(art.path))
+    t.add_row("format", art.format + (f" ({art.entry})" if art.entry else ""))
+    t.add_row("backend", f"{m.get('backend', {}).get('name')} {m.get('backend', {}).get('version')}")
+    t.add_row("size", mib(m.get("size_bytes")))
+    t.add_row("took", f"{m.get('timings', {}).get('seconds', 0):.1f} s")
+    for k, v in (art.details or {}).items():
+        if isinstance(v, (str, int, float)):
+            t.add_row(k, str(v))
+    Console().print(t)
+
+
+def mib(n: Any) -> str:
+    return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "?"
+
+
+# -- commands -----------------------------------------------------------------

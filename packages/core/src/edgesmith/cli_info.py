@@ -1,0 +1,180 @@
+"""The commands that describe: ``backends``, ``inspect``, ``doctor``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .cliutil import (
+    echo_json,
+    json_option,
+    mib,
+)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--require", metavar="NAME[,NAME]",
+              help="Exit 1 unless each of these backends is installed and available (for CI).")
+@json_option
+def backends(name: str | None, require: str | None, as_json: bool) -> None:
+    """List discovered backends, their status and what they can do; with NAME,
+    every operation of that backend and its options."""
+    from . import api
+
+    recs = api.backends()
+    if require:
+        _require(recs, [n.strip() for n in require.split(",") if n.strip()])
+    if name is not None:
+        _backend_detail(name, recs, as_json)
+        return
+    if as_json:
+        echo_json([r.to_dict() for r in recs])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not recs:
+        click.echo("no backends installed; pip install edgesmith-llamacpp (or -olive, -openvino, -mlx, -qnn)")
+        return
+    t = Table(title="edgesmith backends")
+    for col in ("name", "status", "version", "can do", "reason"):
+        t.add_column(col)
+    for r in recs:
+        can = ""
+        if r.info:
+            from .dispatch import describe_capabilities
+
+            can = describe_capabilities([r]).split(": ", 1)[-1]
+        t.add_row(r.name, r.status, r.info.version if r.info else (r.distribution_version or ""),
+                  can, r.reason or "")
+    Console().print(t)
+
+
+def _require(recs: list[Any], names: list[str]) -> None:
+    by = {r.name: r for r in recs}
+    bad = [f"{n} is {by[n].status}: {by[n].reason}" if n in by else f"{n} is not installed"
+           for n in names if n not in by or not by[n].usable]
+    if bad:
+        click.echo(f"edgesmith: error: required backends are not usable: {'; '.join(bad)}", err=True)
+        sys.exit(1)
+
+
+def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
+    from .errors import UserError
+
+    rec = next((r for r in recs if r.name == name), None)
+    if rec is None:
+        known = ", ".join(r.name for r in recs) or "none"
+        raise UserError(f"no backend named {name!r} is installed (installed: {known})")
+    if as_json:
+        echo_json(rec.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{rec.name}[/bold] {rec.info.version if rec.info else ''} — {rec.status}"
+                  + (f": {rec.reason}" if rec.reason else ""))
+    if not rec.info:
+        return
+    if rec.info.summary:
+        console.print(rec.info.summary)
+    for op in rec.info.operations:
+        t = Table(title=f"{op.label}" + (f" — {op.summary}" if op.summary else ""), title_justify="left")
+        for col in ("option", "type", "default", "accepts", "what it does"):
+            t.add_column(col)
+        for o in op.options:
+            t.add_row(o.name, o.kind, "" if o.default is None else str(o.default), o.accepted(), o.help)
+        extra = [f"schemes: {', '.join(op.schemes)}" if op.schemes else "",
+                 f"devices: {', '.join(op.devices)}" if op.devices else ""]
+        if not op.options:
+            t.add_row("(none)", "", "", "", "")
+        console.print(t)
+        if any(extra):
+            console.print("  " + " · ".join(e for e in extra if e))
+    for kind, note in rec.info.notes.items():
+        console.print(f"{kind}: {note}")
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@json_option
+def inspect(path: str, as_json: bool) -> None:
+    """Identify a model (HF, GGUF, ONNX, OpenVINO IR, MLX, QNN) and what can be done with it."""
+    from . import api
+
+    info = api.inspect(path)
+    if as_json:
+        echo_json(info)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, title=f"{path}")
+    for k, v in info.items():
+        if k in ("manifest", "backends"):
+            continue
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v)
+        t.add_row(k, mib(v) if k == "size_bytes" else str(v))
+    m = info.get("manifest")
+    if m:
+        t.add_row("made by", f"{m['operation']['name']} with {m['backend']['name']} "
+                  f"{json.dumps(m['operation']['parameters'])}")
+        if m.get("parent"):
+            t.add_row("parent", f"{m['parent']['path']} ({m['parent']['content_hash'][:19]}…)")
+        for k, v in (m.get("details") or {}).items():
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
+            t.add_row(f"  {k}", text if len(text) <= 160 else text[:157] + "...")
+    for name, can in info["backends"].items():
+        t.add_row(f"backend {name}", ", ".join(f"{op} → {'/'.join(v)}" for op, v in can.items()
+                                                if op != "status"))
+    if not info["backends"]:
+        t.add_row("backends", "no installed backend takes this format")
+    Console().print(t)
+
+
+@click.command()
+@click.option("--model", type=click.Path(), help="Model to size the recommendation for.")
+@click.option("--params", type=float, help="Parameter count instead of --model (e.g. 1.5e9).")
+@click.option("--budget-mb", type=float, help="Memory the model may use (default: half of RAM).")
+@json_option
+def doctor(model: str | None, params: float | None, budget_mb: float | None, as_json: bool) -> None:
+    """Describe this machine and recommend a backend, quantization and context length."""
+    from . import api
+    from . import doctor as doc
+
+    machine = doc.detect_machine()
+    n, kv = doc.model_facts(model) if model else (int(params) if params else None, None)
+    installed = {r.name: r.usable for r in api.backends()}
+    rec = doc.recommend(machine, params=n, budget_mb=budget_mb, kv_bytes_per_token=kv,
+                        installed=installed)
+    backends_ = {r.name: r.status for r in api.backends()}
+    if as_json:
+        echo_json({"machine": machine.to_dict(), "backends": backends_,
+                    "recommendation": rec.to_dict()})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, title="this machine")
+    m = machine
+    t.add_row("system", f"{m.os} {m.arch}")
+    t.add_row("cpu", m.cpu_model if m.cpu_vendor in m.cpu_model else f"{m.cpu_vendor} {m.cpu_model}".strip())
+    t.add_row("instruction sets", ", ".join(m.isa) or "-")
+    t.add_row("cores", f"{m.physical_cores} physical, {m.logical_cores} logical")
+    t.add_row("memory", f"{m.memory_bytes / 2**30:.1f} GiB" if m.memory_bytes else "?")
+    t.add_row("accelerators", ", ".join((*m.gpus, *m.npus, *m.cuda_devices)) or "none found")
+    t.add_row("backends", ", ".join(f"{k} ({v})" for k, v in backends_.items()) or "none installed")
+    t.add_row("recommended", f"{rec.backend}" + (f" · {rec.quantization}" if rec.quantization else "")
+              + (f" · context {rec.context_length}" if rec.context_length else ""))
+    t.add_row("why", rec.reason)
+    Console().print(t)
+
+
+
+COMMANDS = (backends, inspect, doctor)
