@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgesmith.hookspecs import hookimpl
+
 
 def _snapdragon(m: Any) -> bool:
     return bool(m.snapdragon and m.npus)
 
 
-def targets() -> list[Any]:
+@hookimpl
+def edgesmith_optimize_targets() -> list[Any]:
     from edgesmith.optimize.targets import Candidate, Target
 
     return [
@@ -31,7 +34,8 @@ def _any_cpu(m: Any) -> str:
     return f"{m.cpu_vendor} {m.arch} CPU ({isa}): llama.cpp is the portable choice"
 
 
-def doctor_rules() -> list[Any]:
+@hookimpl
+def edgesmith_doctor_rules() -> list[Any]:
     from edgesmith.doctor import DoctorRule
 
     # The lowest priority: it applies to every CPU, so any more specific rule wins.
@@ -39,7 +43,8 @@ def doctor_rules() -> list[Any]:
                        quantizations={8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"})]
 
 
-def deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
+@hookimpl
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
     if format != "gguf":
         return None
     return [f"llama-cli -m {entry} -cnv                      # llama.cpp",

@@ -7,13 +7,14 @@ Cheap to import: no llama.cpp, gguf, torch or numpy. Each handler is named as
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
-from typing import Any
 
 from edgesmith.hookspecs import hookimpl
 from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
+
+# The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
+from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
 from .options import CONVERT_OPTIONS, EXPORT_OPTIONS, LOAD_OPTIONS, QUANTIZE_OPTIONS
 from .schemes import SCHEMES
 
@@ -58,24 +59,3 @@ def edgesmith_backend() -> BackendInfo:
         notes={"compile": "GGUF has no ahead-of-time compile step; llama.cpp loads the file directly"},
         check=_check,
     )
-
-
-@hookimpl
-def edgesmith_optimize_targets() -> Sequence[Any]:
-    from .contrib import targets
-
-    return targets()
-
-
-@hookimpl
-def edgesmith_doctor_rules() -> Sequence[Any]:
-    from .contrib import doctor_rules
-
-    return doctor_rules()
-
-
-@hookimpl
-def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
-    from .contrib import deploy_commands
-
-    return deploy_commands(format, path, entry)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgesmith.hookspecs import hookimpl
+
 
 def _nvidia(m: Any) -> bool:
     return bool(m.cuda_devices) or "NVIDIA GPU" in m.gpus
 
 
-def targets() -> list[Any]:
+@hookimpl
+def edgesmith_optimize_targets() -> list[Any]:
     from edgesmith.optimize.targets import Candidate, Target
 
     return [Target("nvidia-gpu", "NVIDIA GPUs (ONNX Runtime GenAI, built by Olive)", "gpu", ("olive",), "onnx",
@@ -23,13 +26,15 @@ def _applies(m: Any) -> str | None:
     return "NVIDIA GPU: ONNX Runtime GenAI with the CUDA provider (built by Olive)" if _nvidia(m) else None
 
 
-def doctor_rules() -> list[Any]:
+@hookimpl
+def edgesmith_doctor_rules() -> list[Any]:
     from edgesmith.doctor import DoctorRule
 
     return [DoctorRule("olive", _applies, priority=30, quantizations={8: "int8", 4: "int4 rtn b32"})]
 
 
-def deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
+@hookimpl
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
     if format != "onnx":
         return None
     return ["python - <<'PY'                                    # onnxruntime-genai",

@@ -144,18 +144,8 @@ def convert(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Con
         path=output,
         format="onnx",
         entry="model.onnx",
-        details={
-            "bundle": "onnxruntime-genai",
-            "architecture": arch,
-            "dtype": dtype,
-            "provider": provider,
-            "execution_provider": workflow.PROVIDERS[provider][1],
-            "olive_passes": [p["type"] for p in passes.values()],
-            "olive_config": workflow.CONFIG_NAME,
-            "log": workflow.LOG_NAME,
-            "repairs": repairs,
-            "reproduce": workflow.reproduce(),
-        },
+        details={"dtype": dtype,
+                 **workflow.bundle_details(arch, provider, passes, repairs, workflow.reproduce())},
     )
 
 

@@ -8,13 +8,14 @@ named as ``"module:function"`` and imported only when its operation runs.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
-from typing import Any
 
 from edgesmith.hookspecs import hookimpl
 from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
+
+# The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
+from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
 from .options import BUNDLE, COMPILE, CONVERT, GPTQ, LOAD, STATIC
 from .schemes import BUNDLE_SCHEMES, GPTQ_SCHEMES
 
@@ -73,27 +74,3 @@ def edgesmith_backend() -> BackendInfo:
         libraries=("olive-ai", "onnxruntime", "onnxruntime-genai", "onnx", "transformers", "torch"),
         check=_check,
     )
-
-
-# What the backend adds beyond its operations (contrib.py, cheap to import):
-# its optimize target, doctor's rule and the deploy README's commands.
-
-@hookimpl
-def edgesmith_optimize_targets() -> Sequence[Any]:
-    from .contrib import targets
-
-    return targets()
-
-
-@hookimpl
-def edgesmith_doctor_rules() -> Sequence[Any]:
-    from .contrib import doctor_rules
-
-    return doctor_rules()
-
-
-@hookimpl
-def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
-    from .contrib import deploy_commands
-
-    return deploy_commands(format, path, entry)

@@ -255,3 +255,12 @@ def _failure(output: Path, tracker: _PassTracker, reason: str) -> BackendError:
 def finish(output: Path) -> None:
     """Remove Olive's scratch folder once the result has been moved out of it."""
     shutil.rmtree(output / WORK_DIR, ignore_errors=True)
+
+
+def bundle_details(arch: str | None, provider: str, passes: Mapping[str, Any], repairs: Any,
+                   reproduce: str) -> dict[str, Any]:
+    """The manifest facts every workflow that writes a GenAI bundle records."""
+    return {"bundle": "onnxruntime-genai", "architecture": arch, "provider": provider,
+            "execution_provider": PROVIDERS[provider][1],
+            "olive_passes": [p["type"] for p in passes.values()],
+            "olive_config": CONFIG_NAME, "log": LOG_NAME, "repairs": repairs, "reproduce": reproduce}

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgesmith.hookspecs import hookimpl
+
 
 def _intel(m: Any) -> bool:
     return m.cpu_vendor == "Intel"
 
 
-def targets() -> list[Any]:
+@hookimpl
+def edgesmith_optimize_targets() -> list[Any]:
     from edgesmith.optimize.targets import Candidate, Target
 
     return [Target("intel-cpu", "Intel CPUs (OpenVINO)", "cpu", ("openvino",), "openvino", {"dtype": "fp16"},
@@ -25,13 +28,15 @@ def _applies(m: Any) -> str | None:
     return f"Intel CPU{extra}: OpenVINO has kernels tuned for it"
 
 
-def doctor_rules() -> list[Any]:
+@hookimpl
+def edgesmith_doctor_rules() -> list[Any]:
     from edgesmith.doctor import DoctorRule
 
     return [DoctorRule("openvino", _applies, priority=20, quantizations={8: "int8_asym", 4: "int4_asym g64"})]
 
 
-def deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
+@hookimpl
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
     if format != "openvino":
         return None
     return [f"python -c \"import openvino_genai as og; "

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Sequence
-from typing import Any
 
 from edgesmith.hookspecs import hookimpl
 from edgesmith.types import BackendInfo, Operation
 
 from . import __version__
+
+# The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
+from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
 from .options import COMPILE_OPTIONS, HF_OPTIONS, LOAD_OPTIONS, ONNX_OPTIONS, PTQ_OPTIONS, WEIGHT_OPTIONS
 from .schemes import PTQ_SCHEME, WEIGHT_SCHEMES
 
@@ -77,24 +78,3 @@ def edgesmith_backend() -> BackendInfo:
         notes={"convert": "Hugging Face export needs optimum-intel (torch); ONNX import needs only openvino"},
         check=_check,
     )
-
-
-@hookimpl
-def edgesmith_optimize_targets() -> Sequence[Any]:
-    from .contrib import targets
-
-    return targets()
-
-
-@hookimpl
-def edgesmith_doctor_rules() -> Sequence[Any]:
-    from .contrib import doctor_rules
-
-    return doctor_rules()
-
-
-@hookimpl
-def edgesmith_deploy_commands(format: str, path: str, entry: str) -> Sequence[str] | None:  # noqa: A002
-    from .contrib import deploy_commands
-
-    return deploy_commands(format, path, entry)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgesmith.hookspecs import hookimpl
+
 
 def _snapdragon_npu(m: Any) -> bool:
     return bool(m.snapdragon and m.npus)
 
 
-def targets() -> list[Any]:
+@hookimpl
+def edgesmith_optimize_targets() -> list[Any]:
     from edgesmith.optimize.targets import Candidate, Target
 
     # For a language model QNN generates no text yet: llama.cpp on the Snapdragon
@@ -26,13 +29,15 @@ def _applies(m: Any) -> str | None:
     return f"{m.snapdragon} with a Hexagon NPU: QNN context binaries run on the NPU"
 
 
-def doctor_rules() -> list[Any]:
+@hookimpl
+def edgesmith_doctor_rules() -> list[Any]:
     from edgesmith.doctor import DoctorRule
 
     return [DoctorRule("qnn", _applies, priority=40, quantizations={8: "a16w8", 4: "a16w4"})]
 
 
-def deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
+@hookimpl
+def edgesmith_deploy_commands(format: str, path: str, entry: str) -> list[str] | None:  # noqa: A002
     if format != "qnn":
         return None
     return [f"python -c \"import onnxruntime as ort; "
