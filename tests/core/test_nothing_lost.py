@@ -264,11 +264,14 @@ def test_kill_9_mid_quantize_then_rerun(model, ref_site, tmp_path):
 # -- case 5: a failed run removes the folders it created --------------------------------
 
 def test_failed_run_removes_parents_it_created(model, tmp_path):
-    one_line_error(invoke("quantize", model, "--scheme", "rtn3", "-o", tmp_path / "a" / "b" / "c"), "rtn3")
+    # The reference backend refuses this group size inside its handler, after the
+    # output's parents were made: the failure must take them away again.
+    bad = ("--bits", "8", "--group-size", "48")
+    one_line_error(invoke("quantize", model, *bad, "-o", tmp_path / "a" / "b" / "c"), "group size 48")
     assert not (tmp_path / "a").exists()
     # Folders that were there before stay.
     (tmp_path / "keep").mkdir()
-    one_line_error(invoke("quantize", model, "--scheme", "rtn3", "-o", tmp_path / "keep" / "x" / "y"))
+    one_line_error(invoke("quantize", model, *bad, "-o", tmp_path / "keep" / "x" / "y"))
     assert (tmp_path / "keep").is_dir() and not (tmp_path / "keep" / "x").exists()
 
 
@@ -319,16 +322,27 @@ def test_full_disk(model, tmp_path):
         assert list(small.iterdir()) == []
 
 
-def test_deeply_nested_gguf_metadata(tmp_path):
+def deep_gguf(path):
+    """A GGUF whose one metadata value is an array of arrays, 5000 deep."""
     import struct
 
     key = b"evil"
     body = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9)
     for _ in range(5000):  # array of array of ... (type 9 = array)
         body += struct.pack("<IQ", 9, 1)
-    f = tmp_path / "nested.gguf"
-    f.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + body)
-    one_line_error(invoke("inspect", f), "not a readable GGUF file", "nested")
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + body)
+    return path
+
+
+def test_deeply_nested_gguf_metadata(tmp_path):
+    from edgesmith import gguffile
+
+    f = deep_gguf(tmp_path / "deep.gguf")
+    # The direct parser (inspect, and the llama.cpp backend's loader and export) used
+    # to recurse until RecursionError; now a depth limit names the problem.
+    with pytest.raises(UserError, match="nested more than 8 deep"):
+        gguffile.read(f)
+    one_line_error(invoke("inspect", f), "not a readable GGUF file", "nested more than")
 
 
 def test_empty_prompt(model):

@@ -85,3 +85,9 @@ def artifacts(checkpoint, tmp_path_factory):
 @pytest.mark.parametrize("backend", ["llamacpp", "openvino"])
 def test_empty_prompt(artifacts, backend):
     one_line_error(invoke("run", artifacts[backend], "-p", ""), "prompt is empty")
+
+
+def test_deeply_nested_gguf_metadata_on_run(tmp_path):
+    from ..core.test_nothing_lost import deep_gguf
+
+    one_line_error(invoke("run", deep_gguf(tmp_path / "deep.gguf"), "-p", "hi"), "nested more than")
