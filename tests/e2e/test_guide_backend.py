@@ -58,6 +58,7 @@ def test_quantize_and_its_errors(env, tiny_model, tmp_path):
 RECIPE = """
 [optimize]
 targets = ["rtn-cpu"]
+prefer = "size"
 
 [bench]
 prompt_tokens = 16
@@ -82,5 +83,10 @@ def test_joins_optimize_and_wins_its_target(env, tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr
     (target,) = json.loads((out / "summary.json").read_text())["targets"]
     assert target["name"] == "rtn-cpu" and target["backend"] == "rtn"
+    # Its candidates were built, benchmarked and evaluated, and one of them won on size
+    # (float16 storage against the float32 base) with the quality gates passed.
+    rows = {r["label"]: r for r in target["rows"]}
+    assert {"base", "rtn8", "rtn4"} <= set(rows)
+    assert all(rows[k]["decode_tps"] and rows[k]["verdict"] for k in ("rtn8", "rtn4")), rows
     assert target["chosen"] and target["chosen"]["label"] in ("rtn8", "rtn4"), target["why"]
     assert (out / "rtn" / target["chosen"]["label"] / "edgesmith.json").is_file()
