@@ -144,9 +144,10 @@ def test_dry_run_shows_the_plan_and_builds_nothing(bigram, recipe, tmp_path):  #
     ("[optimize]\nprefer = 'fast'\n", "'fast' is not one of speed, size, quality"),
     ("[gates]\nmax_ppl_ratio = true\n", "expected int or float"),
     ("[targets.mine]\ncandidates = [{bits = 4}]\n", "a new target needs backend and format"),
-    ("[targets.portable]\ncandidates = [{group_size = 32}]\n", "give bits or scheme"),
-    ("[targets.portable]\ncandidates = [{bits = 4, calibration = true}]\n", "needs [optimize] calibration"),
-    ("[targets.portable]\ncandidates = [{bits = 4, label = 'a'}, {bits = 8, label = 'a'}]\n",
+    # A recipe's own target, so the cases hold with no backend contributing one.
+    ("[targets.mine]\nbackend = 'ref'\nformat = 'hf'\ncandidates = [{group_size = 32}]\n", "give bits or scheme"),
+    ("[targets.mine]\nbackend = 'ref'\nformat = 'hf'\ncandidates = [{bits = 4, calibration = true}]\n", "needs [optimize] calibration"),
+    ("[targets.mine]\nbackend = 'ref'\nformat = 'hf'\ncandidates = [{bits = 4, label = 'a'}, {bits = 8, label = 'a'}]\n",
      "two candidates are labelled 'a'"),
     ("[optimize]\ncalibration = 'nope.txt'\n", "nope.txt does not exist"),
     ("[optimize\n", "is not valid TOML"),
