@@ -104,4 +104,4 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
                             f"only with a SentencePiece tokenizer.model, and {model} has none "
                             f"(a tokenizer.json alone is not enough for this architecture)") from None
         raise
-    return {"ok": True, **facts}
+    return facts

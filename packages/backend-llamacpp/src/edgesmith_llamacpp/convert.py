@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith import offline, worker
-from edgesmith.claim import disk_full, full_disk_error
 from edgesmith.errors import BackendError, UserError
 from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context
@@ -74,10 +73,8 @@ def _run_worker(model: Path, outfile: Path, dtype: str, work: Path, ctx: Context
                         tick=lambda: ctx.progress("converting to GGUF", None, None))
     if answer.ok:
         return answer.result
-    full = disk_full(outfile)  # judged before the partial file is removed
-    outfile.unlink(missing_ok=True)
-    if full:
-        raise full_disk_error(outfile.parent)
+    # A partial model.gguf stays in the staging directory: the core removes it,
+    # and judges from it whether the disk was full.
     if answer.kind == "user":
         raise UserError(answer.error)
     if answer.kind == "crash" and (answer.returncode or 0) < 0:

@@ -15,7 +15,7 @@ from typing import Any
 from edgesmith import offline
 from edgesmith.errors import BackendError, UserError
 from edgesmith.types import Context
-from edgesmith.weights import check_safetensors, check_tokenizer
+from edgesmith.weights import check_tokenizer
 
 from .schemes import DTYPES
 
@@ -68,14 +68,6 @@ def describe_quantization(q: dict[str, Any]) -> str:
     return str(q.get("quant_method", "quantized"))
 
 
-def check_files(path: Path) -> None:
-    """Clear errors for what mlx-lm would report badly: no tokenizer files, and
-    safetensors data that does not match its header (mlx reads past the end, or
-    ignores trailing bytes transformers refuses)."""
-    check_tokenizer(path)
-    check_safetensors(path)
-
-
 def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[str, Any]]:
     """(model, tokenizer wrapper, config) through mlx-lm, with clear errors."""
     quiet_hub()
@@ -86,7 +78,9 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             f"{path} has no model*.safetensors weights; MLX reads safetensors only "
             f"(convert pickle checkpoints to safetensors first)"
         )
-    check_files(path)
+    # mlx-lm's own error for a missing tokenizer is several lines; the core has
+    # already checked the safetensors headers of every source (api._source).
+    check_tokenizer(path)
     from mlx_lm.utils import load as mlx_load
 
     try:

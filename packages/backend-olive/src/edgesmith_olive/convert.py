@@ -10,7 +10,7 @@ from typing import Any
 
 from edgesmith.errors import UnsupportedError, UserError
 from edgesmith.types import Artifact, Context
-from edgesmith.weights import check_safetensors, check_tokenizer
+from edgesmith.weights import check_tokenizer
 
 from . import bundle, workflow
 from .options import CONVERT_ACCURACY_LEVEL, CONVERT_BLOCK_SIZE, PRECISIONS
@@ -32,7 +32,9 @@ def _check_source(source: Artifact, ctx: Context) -> str:
     cfg = bundle.read_json(source.path / "config.json") if (source.path / "config.json").is_file() else None
     if cfg is None:
         raise UserError(f"{source.path} has no config.json; give a Hugging Face checkpoint directory")
-    _check_files(Path(source.path))
+    # transformers would blame a missing sentencepiece; the core has already
+    # checked the safetensors headers of every source (api._source).
+    check_tokenizer(Path(source.path))
     archs = cfg.get("architectures") or []
     if not archs:
         raise UserError(f"{source.path}/config.json names no architectures; add e.g. \"architectures\": [\"LlamaForCausalLM\"]")
@@ -54,14 +56,6 @@ def _check_source(source: Artifact, ctx: Context) -> str:
             "review it and pass --trust-remote-code to allow it"
         )
     return archs[0]
-
-
-def _check_files(src: Path) -> None:
-    """Clear errors for what the builder would report badly: no tokenizer files
-    (transformers then blames a missing sentencepiece), and safetensors data
-    that does not match its header (a failed pass deep inside Olive)."""
-    check_tokenizer(src)
-    check_safetensors(src)
 
 
 def _lm_head_clash(cfg: dict) -> str | None:

@@ -259,7 +259,7 @@ def disk_full(path: Path, exc: BaseException | None = None, *, wrote: bool = Tru
         return False
 
 
-def full_disk_error(final: Path) -> UserError:
+def _full_disk_error(final: Path) -> UserError:
     return UserError(f"the disk holding {final.parent} is full; free some space or choose an -o "
                      f"on another disk (nothing was written)")
 
@@ -306,7 +306,7 @@ def atomic_output(final: Path, force: bool, *, sources: Iterable[Path | str] = (
                     _swap_in(tmp, final)
                 except OSError as exc:
                     if disk_full(final, exc):
-                        raise full_disk_error(final) from exc
+                        raise _full_disk_error(final) from exc
                     raise UserError(f"cannot move the finished output into {final} "
                                     f"({exc.strerror}); nothing was changed there") from None
             except BaseException as exc:
@@ -314,7 +314,7 @@ def atomic_output(final: Path, force: bool, *, sources: Iterable[Path | str] = (
                 full = isinstance(exc, Exception) and disk_full(final, exc, wrote=_wrote(tmp))
                 _discard(tmp)
                 if full:
-                    raise full_disk_error(final) from exc
+                    raise _full_disk_error(final) from exc
                 if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                     raise UserError(f"cannot write {final} ({exc.strerror}); choose another -o") from exc
                 raise
