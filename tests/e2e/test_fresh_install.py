@@ -4,6 +4,7 @@ backends (as valid JSON) and identifies a tiny checkpoint."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -19,12 +20,14 @@ def test_core_alone_in_a_fresh_venv(tmp_path, tiny_model):
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     str(ROOT / "packages" / "core")], check=True, timeout=900)
     exe = str(env_dir / "bin" / "edgesmith")
-    out = subprocess.run([exe, "backends", "--json"], capture_output=True, text=True, check=True)
+    # No backend environment registered either (the suite's own are elsewhere).
+    env = {**os.environ, "EDGESMITH_HOME": str(tmp_path / "home")}
+    out = subprocess.run([exe, "backends", "--json"], capture_output=True, text=True, check=True, env=env)
     assert json.loads(out.stdout) == []
-    human = subprocess.run([exe, "backends"], capture_output=True, text=True, check=True)
+    human = subprocess.run([exe, "backends"], capture_output=True, text=True, check=True, env=env)
     assert "no backends installed" in human.stdout
     info = subprocess.run([exe, "inspect", str(tiny_model("phi3")), "--json"], capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, env=env)
     data = json.loads(info.stdout)
     assert data["format"] == "hf" and data["architecture"] == "Phi3ForCausalLM"
     assert data["backends"] == {}

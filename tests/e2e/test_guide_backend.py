@@ -1,11 +1,15 @@
-"""The backend guide's example, installed from the page as a third-party
-backend would be: it is listed with its typed options, quantizes, runs, and
-joins `edgesmith optimize` with a target of its own, with no core change."""
+"""The backend guide's example, built from the page and installed as a
+third-party backend would be (`edgesmith install PATH`, an environment of its
+own on the pins it ships): it is listed with its typed options, quantizes,
+runs, and joins `edgesmith optimize` with a target of its own, with no core
+change."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +17,34 @@ from pathlib import Path
 import pytest
 
 from edgesmith.testing import bigram_checkpoint
+from edgesmith.testing.recipes import quick_recipe
 
-from ..core.conftest import env_with, make_site
-
-GUIDE = Path(__file__).resolve().parents[2] / "docs" / "backend-guide.md"
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "backend-guide.md"
 CLI = [sys.executable, "-m", "edgesmith.cli"]
+#: The guide backend needs torch and transformers: the versions the project
+#: tests them with (llama.cpp's lock holds both) are its pins.
+PINS = ROOT / "packages" / "backend-llamacpp" / "src" / "edgesmith_llamacpp" / "pins.txt"
+
+
+def _block(text: str, lang: str, needle: str) -> str:
+    return next(b for b in re.findall(rf"```{lang}\n(.*?)```", text, re.S) if needle in b)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     text = GUIDE.read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "edgesmith_rtn.plugin" in b)
-    site = make_site(tmp_path_factory.mktemp("site-rtn"), "rtn", "edgesmith_rtn.plugin",
-                     {"edgesmith_rtn/__init__.py": "", "edgesmith_rtn/plugin.py": code})
-    return env_with(site)
+    pkg = tmp_path_factory.mktemp("guide") / "backend-rtn"
+    src = pkg / "src" / "edgesmith_rtn"
+    src.mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(_block(text, "toml", 'name = "edgesmith-rtn"'))
+    (src / "__init__.py").write_text("")
+    (src / "plugin.py").write_text(_block(text, "python", "edgesmith_rtn.plugin"))
+    shutil.copy(PINS, src / "pins.txt")
+    env = {**os.environ, "EDGESMITH_HOME": str(pkg.parent / "home")}
+    done = run("install", pkg, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return env
 
 
 def run(*args, env):
@@ -38,6 +56,7 @@ def test_listed_with_typed_options(env):
     assert out.returncode == 0, out.stderr
     rec = json.loads(out.stdout)
     assert rec["status"] == "available", rec
+    assert rec["environment"]["source"].endswith("backend-rtn") and rec["libraries"]["torch"]
     ops = {o["label"]: o for o in rec["capabilities"]["operations"]}
     assert set(ops) == {"quantize hf", "load hf"}
     (skip,) = ops["quantize hf"]["options"]
@@ -55,22 +74,7 @@ def test_quantize_and_its_errors(env, tiny_model, tmp_path):
     assert typo.returncode == 2 and "rtn quantize hf has no option 'skipp'; known options: skip" in typo.stderr
 
 
-RECIPE = """
-[optimize]
-targets = ["rtn-cpu"]
-prefer = "size"
-
-[bench]
-prompt_tokens = 16
-gen_tokens = 8
-repeat = 1
-warmup = 0
-
-[eval]
-window = 64
-windows = 2
-smoke_tokens = 8
-"""
+RECIPE = quick_recipe(["rtn-cpu"], prefer="size")
 
 
 def test_joins_optimize_and_wins_its_target(env, tiny_model, tmp_path):

@@ -14,24 +14,11 @@ import pytest
 
 from edgesmith import api
 from edgesmith.testing import bigram_checkpoint
+from edgesmith.testing.recipes import quick_recipe
 
 NEEDED = {"llamacpp", "openvino", "mlx", "olive", "qnn"}
 
-RECIPE = """
-[optimize]
-targets = ["all"]
-
-[bench]
-prompt_tokens = 16
-gen_tokens = 8
-repeat = 1
-warmup = 0
-
-[eval]
-window = 64
-windows = 2
-smoke_tokens = 8
-"""
+RECIPE = quick_recipe(["all"])
 
 
 @pytest.fixture(scope="module")
@@ -91,28 +78,16 @@ def test_rerun_reuses_every_step_and_measurement(optimized):
 
 
 def test_chosen_artifacts_load_in_their_vendor_stack(optimized):
+    from edgesmith.testing.vendor import LOADERS, check_loads
+
     s = optimized["summary"]
+    loaded = []
     for t in s["targets"]:
-        if not t["chosen"]:
-            continue
-        path = Path(t["chosen"]["path"])
-        fmt = t["chosen"]["format"]
-        if fmt == "gguf":
-            from llama_cpp import Llama
-
-            Llama(str(path / "model.gguf"), verbose=False, n_ctx=64).close()
-        elif fmt == "openvino":
-            import openvino_genai
-
-            openvino_genai.LLMPipeline(str(path), "CPU")
-        elif fmt == "onnx":
-            import onnxruntime_genai
-
-            onnxruntime_genai.Model(str(path))
-        elif fmt == "mlx":
-            from mlx_lm import load
-
-            load(str(path))
+        chosen = t["chosen"]
+        if chosen and chosen["format"] in LOADERS:
+            entry = "model.gguf" if chosen["format"] == "gguf" else None
+            loaded.append(check_loads(chosen["path"], chosen["format"], t["backend"], entry))
+    assert len(loaded) >= 4, loaded
 
 
 def test_default_model_is_imported_from_its_package_once(tiny_model, tmp_path, monkeypatch):

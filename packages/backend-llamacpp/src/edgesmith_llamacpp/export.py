@@ -71,7 +71,8 @@ def _gguf_to_hf(path: Path, layout: Any, meta: Mapping[str, Any], arch: Any, tem
     try:
         gguffile.write_without_keys(path, layout, _VOCAB_KEYS, slim, add_uint32=add)
         ctx.progress("reading GGUF into transformers", 1, 3)
-        model = _load_dense(AutoModelForCausalLM, slim, torch_dtype)
+        config, repaired = _config(slim, meta, path, layout)
+        model = _load_dense(AutoModelForCausalLM, slim, torch_dtype, config)
     except (ValueError, KeyError, NotImplementedError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"transformers could not read {path} ({reason}); the quantization type or "
@@ -90,6 +91,7 @@ def _gguf_to_hf(path: Path, layout: Any, meta: Mapping[str, Any], arch: Any, tem
         "hf_architecture": (model.config.architectures or [type(model).__name__])[0],
         "chat_template": bool(template),
         "loader": "transformers GGUF integration (weights); tokenizer rebuilt from GGUF metadata",
+        **({"config_repaired": repaired} if repaired else {}),
         **tok_facts,
     })
 
@@ -119,7 +121,18 @@ def _set_special_ids(model: Any, meta: Mapping[str, Any]) -> None:
         gen.pad_token_id = ids["pad_token_id"]
 
 
-def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
+def _config(slim: Path, meta: Mapping[str, Any], path: Path, layout: Any) -> tuple[Any, list[str]]:
+    """transformers' config of the GGUF, with what its loader misses read back
+    (:func:`edgesmith_llamacpp.ggufconfig.repair`); the names of the settings repaired."""
+    from transformers import AutoConfig
+
+    from . import ggufconfig
+
+    config = AutoConfig.from_pretrained(str(slim.parent), gguf_file=slim.name)
+    return config, ggufconfig.repair(config, meta, path, layout)
+
+
+def _load_dense(auto: Any, path: Path, torch_dtype: Any, config: Any = None) -> Any:
     """A plain (unquantized) transformers model holding the GGUF's dequantized weights.
 
     transformers 5 keeps GGUF weights in their blocks behind a quantizer that refuses
@@ -131,6 +144,8 @@ def _load_dense(auto: Any, path: Path, torch_dtype: Any) -> Any:
     except ImportError:  # transformers without the GGUF quantizer dequantizes anyway
         GgufConfig = None
     kwargs: dict[str, Any] = {"gguf_file": path.name, "dtype": torch_dtype}
+    if config is not None:
+        kwargs["config"] = config
     if GgufConfig is not None:
         kwargs["quantization_config"] = GgufConfig(gguf_file=path.name, dequantize=True)
     from edgesmith.patches import applied

@@ -13,10 +13,17 @@ loading it aborts inside llama.cpp.
 For byte-level BPE we therefore build the tokenizer here: the vocabulary,
 merges and special tokens as stored, and the splitting rules llama.cpp uses
 for ``tokenizer.ggml.pre`` written as the equivalent `tokenizers` pipeline.
-For SentencePiece vocabularies (``"llama"``) transformers' converter is right
-apart from the special tokens, which we set from the GGUF ids; we also write
-a ``tokenizer.model`` so that llama.cpp's converter reads the vocabulary with
-its scores again.
+
+SentencePiece vocabularies (``"llama"``) are rebuilt here too. transformers'
+GGUF converters get them wrong: Gemma's comes out as a Unigram model (llama.cpp
+and SentencePiece merge by piece score, as BPE), Llama/Phi-3's loses its byte
+fallback, its unknown token and the "▁" space handling, so both split text
+differently from the source tokenizer. We write what transformers' own
+SentencePiece conversion writes: a BPE over the pieces with merges ordered by
+piece score, byte fallback, "▁" for spaces (with the dummy prefix when the GGUF
+says so) and the control/user-defined pieces as added tokens. We also write a
+``tokenizer.model`` so that llama.cpp's converter reads the vocabulary with its
+scores again.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .pretokenizer import _GPT2, _LLAMA3, _QWEN2
+from .pretokenizer import _GPT2, _LLAMA3, _QWEN2, NORMALIZE_FIRST
 
 # GGUF token types (llama.cpp's llama_token_type; SentencePiece uses the same numbers).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -152,6 +159,11 @@ def _bpe_backend(meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         vocab.setdefault(t, i)  # a repeated string (rare padding entries) keeps its first id
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False,
                                ignore_merges=ignore_merges))
+    if pre in NORMALIZE_FIRST:  # as the source tokenizer.json had it (Qwen2's NFC)
+        from tokenizers import normalizers
+
+        tok.normalizer = getattr(normalizers, NORMALIZE_FIRST[pre])()
+        facts["normalizer"] = NORMALIZE_FIRST[pre]
     tok.pre_tokenizer = _pre_tokenizer(fam)
     tok.decoder = decoders.ByteLevel()
     added = [AddedToken(tokens[i], special=types[i] in (CONTROL, UNKNOWN), normalized=False)
@@ -192,7 +204,10 @@ def write(meta: dict[str, Any], architecture: str, output: Path) -> dict[str, An
         facts.update(more)
         add_bos, add_eos = more["add_bos_token"], more["add_eos_token"]
     else:
-        backend = _transformers_backend(meta, architecture)
+        if model == "llama":
+            backend = _spm_backend(meta)
+        else:
+            backend = _transformers_backend(meta, architecture)
         add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", model == "llama"))
         add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
         facts.update(add_bos_token=add_bos, add_eos_token=add_eos)
@@ -215,6 +230,52 @@ def write(meta: dict[str, Any], architecture: str, output: Path) -> dict[str, An
     if model == "llama" and _write_sentencepiece(meta, output):
         facts["tokenizer_model_file"] = "tokenizer.model"
     return facts
+
+
+def _rstrip_by_name(meta: dict[str, Any]) -> set[str]:
+    """Tokens llama.cpp strips the whitespace after, set by model name (llama-vocab.cpp:
+    for a name with "phi-3"/"phi3", every control token but <unk>, <s>, <|endoftext|>;
+    and </s>). Phi-3's own tokenizer.json has these flags; the GGUF keeps only the name."""
+    name = str(meta.get("general.name") or "").lower()
+    if "phi-3" not in name and "phi3" not in name:
+        return set()
+    tokens, types = meta["tokenizer.ggml.tokens"], meta.get("tokenizer.ggml.token_type") or []
+    out = {t for t, ty in zip(tokens, types, strict=False) if ty == CONTROL} | {"</s>"}
+    return out - {"<unk>", "<s>", "<|endoftext|>"}
+
+
+def _spm_backend(meta: dict[str, Any]) -> Any:
+    """A `tokenizers.Tokenizer` for a SentencePiece (``"llama"``) GGUF vocabulary that splits
+    text as llama.cpp (and SentencePiece) do: merges by piece score."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
+    tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    types: list[int] = meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    scores: list[float] = meta.get("tokenizer.ggml.scores") or [0.0] * len(tokens)
+    vocab: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        vocab.setdefault(t, i)
+    normal = {t: float(scores[i]) for t, i in vocab.items() if types[i] == NORMAL}
+    merges: list[tuple[str, str, float]] = []
+    for piece, score in normal.items():  # as transformers' SentencePieceExtractor orders them
+        local = [(piece[:k], piece[k:], score) for k in range(1, len(piece))
+                 if piece[:k] in normal and piece[k:] in normal]
+        merges += sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]]))
+    merges.sort(key=lambda m: m[2], reverse=True)
+    unk = next((t for t, i in vocab.items() if types[i] == UNKNOWN), None)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for a, b, _ in merges], unk_token=unk,
+                               fuse_unk=True, byte_fallback=any(ty == BYTE for ty in types)))
+    prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+    tok.normalizer = normalizers.Sequence(([normalizers.Prepend("\u2581")] if prefix else [])
+                                          + [normalizers.Replace(" ", "\u2581")])
+    steps = [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if prefix:
+        steps.append(decoders.Strip(" ", 1, 0))
+    tok.decoder = decoders.Sequence(steps)
+    rstrip = _rstrip_by_name(meta)
+    tok.add_tokens([AddedToken(t, special=types[i] in (CONTROL, UNKNOWN), normalized=False, rstrip=t in rstrip)
+                    for t, i in vocab.items() if types[i] in (CONTROL, UNKNOWN, USER_DEFINED)])
+    return tok
 
 
 _HF_MODEL_TYPE = {"gemma3": "gemma3_text", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",

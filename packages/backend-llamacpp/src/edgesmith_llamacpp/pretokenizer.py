@@ -23,8 +23,22 @@ _LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
 _QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
+#: tiktoken's o200k_base: GPT-4o, Phi-4 (llama.cpp's "gpt-4o").
+_O200K = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+          r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+          r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}"
+          r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
 #: explicit Split regex (followed by a regex-free ByteLevel) -> llama.cpp pre-tokenizer name
-_SPLIT_REGEXES = {_GPT2: "gpt-2", _LLAMA3: "llama-bpe", _QWEN2: "qwen2"}
+_SPLIT_REGEXES = {_GPT2: "gpt-2", _LLAMA3: "llama-bpe", _QWEN2: "qwen2", _O200K: "gpt-4o"}
+#: llama.cpp pre-tokenizers whose Hugging Face tokenizers normalize text first, which
+#: llama.cpp does not do: Qwen2's tokenizer.json (Qwen1.5 to Qwen3) starts with NFC.
+#: The runner normalizes before tokenizing, the GGUF -> HF export writes the normalizer.
+NORMALIZE_FIRST = {"qwen2": "NFC"}
+#: Normalizers a family declares in front of its split rules. Qwen2's tokenizer.json
+#: has NFC; llama.cpp's qwen2 pre-tokenizer (what the converter picks for the real
+#: Qwen2/2.5/3 by hash) has none, which is the same on NFC text.
+_NORMALIZERS = {"qwen2": ({"type": "NFC"},)}
 
 
 def _bytelevel(step: Any, *, use_regex: bool) -> bool:
@@ -45,12 +59,19 @@ def _split_regex(step: Any) -> str | None:
 def identify(tokenizer: dict[str, Any]) -> str | None:
     """llama.cpp's name for the pre-tokenizer declared in ``tokenizer`` (tokenizer.json), or None."""
     model = tokenizer.get("model") or {}
-    if model.get("type") != "BPE" or tokenizer.get("normalizer") is not None:
+    if model.get("type") != "BPE":
         return None
     decoder = tokenizer.get("decoder") or {}
     if decoder.get("type") != "ByteLevel":
         return None
-    pre = tokenizer.get("pre_tokenizer")
+    name = _identify_pre(tokenizer.get("pre_tokenizer"))
+    normalizer = tokenizer.get("normalizer")
+    if normalizer is not None and (name is None or normalizer not in _NORMALIZERS.get(name, ())):
+        return None
+    return name
+
+
+def _identify_pre(pre: Any) -> str | None:
     if _bytelevel(pre, use_regex=True):
         return "gpt-2"  # ByteLevel's built-in regex is GPT-2's
     if not (isinstance(pre, dict) and pre.get("type") == "Sequence"):

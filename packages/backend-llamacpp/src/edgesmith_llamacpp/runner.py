@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from edgesmith.util import physical_cores
 from . import ggufinfo
 from .options import DEFAULT_MAX_CTX, LOAD_OPTIONS
 from .plugin import LOAD, NAME
+from .pretokenizer import NORMALIZE_FIRST
 
 
 def model_bounds(trained: int | None, n_ctx: int) -> tuple[Option, ...]:
     """LOAD_OPTIONS held to one model: n_ctx up to its trained context, n_batch up to ``n_ctx``."""
-    ctx_opt, batch_opt = LOAD_OPTIONS
+    ctx_opt, batch_opt = LOAD_OPTIONS[:2]
     if trained:
         ctx_opt = attrs.evolve(ctx_opt, max=min(int(trained), ctx_opt.max))
     return ctx_opt, attrs.evolve(batch_opt, max=n_ctx)
@@ -43,11 +45,16 @@ def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> LlamaC
     parse(model_bounds(trained, n_ctx), {k: options[k] for k in ("n_ctx", "n_batch") if k in options},
           backend=NAME, operation=LOAD.label)
     threads = ctx.threads or physical_cores()
+    import llama_cpp
     from llama_cpp import Llama
 
+    # llama.cpp keeps keys and values in f16 by default, which alone moves an f32
+    # model's next-token distributions by a KL of ~1e-4 and flips near-ties.
+    kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} \
+        if options.get("kv_cache") == "f32" else {}
     try:
         llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
-                    n_threads_batch=threads, n_gpu_layers=0, verbose=False)
+                    n_threads_batch=threads, n_gpu_layers=0, verbose=False, **kv)
     except ValueError as e:
         raise UserError(f"llama.cpp could not load {path} ({e}); the file may be truncated, "
                         f"corrupt, or of an architecture this llama.cpp does not know") from None
@@ -61,6 +68,7 @@ class LlamaCppRunner(Runner):
         self.threads = threads
         self.context_length = llm.n_ctx()
         self._eog = self._eog_checker()
+        self._normal_form = NORMALIZE_FIRST.get(str(llm.metadata.get("tokenizer.ggml.pre", "")))
 
     # -- tokens ---------------------------------------------------------------
 
@@ -71,6 +79,9 @@ class LlamaCppRunner(Runner):
         return lambda tok: bool(llama_cpp.llama_vocab_is_eog(vocab, tok))
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        if self._normal_form:
+            # As the source tokenizer does: "cafe\u0301" and "café" are the same tokens.
+            text = unicodedata.normalize(self._normal_form, text)
         # special=True: chat prompts carry control tokens such as <|im_start|> as text.
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
 

@@ -31,14 +31,35 @@ def quiet_hub() -> None:
 
 
 def rope_theta_fix(config: dict[str, Any]) -> dict[str, Any]:
-    """transformers 5 saves the RoPE base only inside ``rope_parameters``;
-    mlx-lm 0.32 reads the top-level ``rope_theta`` and silently falls back to
-    10000 without it, which garbles every model trained with another base."""
+    """The top-level RoPE keys mlx-lm reads, from transformers 5's ``rope_parameters``.
+
+    transformers 5 saves the RoPE settings only inside ``rope_parameters``;
+    mlx-lm 0.32 reads the top-level ``rope_theta`` and ``rope_scaling`` (and
+    Gemma 3's ``rope_local_base_freq``) and silently falls back to its defaults
+    without them: theta 10000, and no Llama 3 or LongRoPE (Phi-3.5, Phi-4)
+    scaling, which garbles every model trained with them. Per-layer-type
+    parameters (Gemma 3) give the full-attention layers' theta and scaling and
+    the sliding layers' base. Keys already at the top level win.
+    """
     params = config.get("rope_parameters")
-    if "rope_theta" not in config and isinstance(params, dict) \
-            and isinstance(params.get("rope_theta"), (int, float)):
-        return {"rope_theta": float(params["rope_theta"])}
-    return {}
+    if not isinstance(params, dict):
+        return {}
+    out: dict[str, Any] = {}
+    full = params
+    if isinstance(params.get("full_attention"), dict):
+        full = params["full_attention"]
+        local = params.get("sliding_attention")
+        if isinstance(local, dict) and isinstance(local.get("rope_theta"), (int, float)):
+            out["rope_local_base_freq"] = float(local["rope_theta"])
+    if isinstance(full.get("rope_theta"), (int, float)):
+        out["rope_theta"] = float(full["rope_theta"])
+    kind = full.get("rope_type") or full.get("type") or "default"
+    if kind != "default":
+        scaling = {k: v for k, v in full.items() if k != "rope_theta"}
+        scaling.setdefault("rope_type", kind)
+        scaling.setdefault("type", kind)  # mlx-lm's phi3 reads "type"
+        out["rope_scaling"] = scaling
+    return {k: v for k, v in out.items() if config.get(k) is None}
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -84,7 +105,7 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
     from mlx_lm.utils import load as mlx_load
 
     try:
-        return mlx_load(
+        model, tokenizer, config = mlx_load(
             str(path),
             tokenizer_config={"trust_remote_code": ctx.trust_remote_code},
             lazy=lazy,
@@ -92,6 +113,10 @@ def load(path: Path, ctx: Context, lazy: bool = True) -> tuple[Any, Any, dict[st
             trust_remote_code=ctx.trust_remote_code,
             model_config=rope_theta_fix(config),
         )
+        from .longrope import use_short_factor
+
+        use_short_factor(model, config)
+        return model, tokenizer, config
     except ValueError as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         if "backend tokenizer" in msg:

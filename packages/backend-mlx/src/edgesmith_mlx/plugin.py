@@ -56,17 +56,25 @@ def _check() -> str | None:
     return None
 
 
+#: What hf -> MLX takes, held to transformers by the architecture matrix
+#: (tests/backends/mlx/test_architectures.py) with mlx-lm 0.32.2 (pins.txt); model_type names.
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
+UNSUPPORTED = {"bert": "mlx-lm converts causal language models only"}
+
+
 def operations() -> tuple[Operation, ...]:
     """Every operation, in the order ``edgesmith backends mlx`` lists them."""
     convert, quantize = "edgesmith_mlx.convert:convert", "edgesmith_mlx.quantize:quantize"
     return (
-        Operation("convert", "hf", convert, format="mlx", options=CONVERT,
+        Operation("convert", "hf", convert, format="mlx", options=CONVERT, architectures=ARCHITECTURES,
+                  unsupported=UNSUPPORTED,
                   summary="Hugging Face safetensors checkpoint to an MLX directory (f16, bf16, f32)"),
         Operation("convert", "mlx", convert, options=CONVERT,
                   summary="change the dtype of an MLX model, or dequantize a quantized one"),
         # hf -> mlx in one step is what mlx_lm.convert -q does; mlx -> mlx
         # quantizes a float MLX directory (a quantized one must be dequantized).
         Operation("quantize", "hf", quantize, format="mlx", options=QUANTIZE, schemes=SCHEMES,
+                  architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
                   summary="a Hugging Face checkpoint straight to quantized MLX: 2-8 bit affine, "
                   "mxfp4/nvfp4/mxfp8, mixed recipes; gptq/awq from --calibration text"),
         Operation("quantize", "mlx", quantize, options=QUANTIZE, schemes=SCHEMES,

@@ -110,7 +110,8 @@ class MlxRunner(Runner):
             raise UserError("nothing to score: give at least one token id")
         vocab = self._vocab_size()
         if vocab and (min(ids) < 0 or max(ids) >= vocab):
-            raise UserError(f"token ids must be in [0, {vocab}); got one outside it")
+            bad = next(t for t in ids if t < 0 or t >= vocab)
+            raise UserError(f"token ids must be in [0, {vocab}); got {bad}{_past_embedding(self._tok, bad, vocab)}")
         cache = make_prompt_cache(self._model)
         rows = []
         for start in range(0, len(ids), self.score_chunk):
@@ -156,3 +157,16 @@ class MlxRunner(Runner):
         if v is None and isinstance(self._config.get("text_config"), dict):
             v = self._config["text_config"].get("vocab_size")
         return int(v) if v else None
+
+
+def _past_embedding(tok: Any, token: int, rows: int) -> str:
+    """Why a tokenizer id can lie past the embedding: the tokenizer has more tokens
+    than the text model has rows (Gemma 3's <image_soft_token>, for the vision tower)."""
+    try:
+        name = tok.convert_ids_to_tokens(int(token))
+    except Exception:  # noqa: BLE001 - only for the message
+        name = None
+    if not name or token < rows:
+        return ""
+    return (f" ({name!r}, a token of the tokenizer that the model's {rows}-row embedding has no row for; "
+            f"remove it from the text)")

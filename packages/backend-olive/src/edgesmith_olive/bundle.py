@@ -7,8 +7,11 @@ transformers 5 + onnxruntime-genai 0.11.4, all done here after every job:
 - the builder writes ``null`` for unset search options (``do_sample``,
   ``temperature``, ...) and onnxruntime-genai refuses to parse ``null``;
 - transformers 5 saves ``"tokenizer_class": "TokenizersBackend"``, a name the
-  onnxruntime-genai tokenizer does not know; ``PreTrainedTokenizerFast`` reads
-  the same ``tokenizer.json``;
+  onnxruntime-genai tokenizer does not know; the source checkpoint's class is
+  put back (the GenAI tokenizer handles SentencePiece vocabularies by class:
+  as ``PreTrainedTokenizerFast`` a Llama 2 / Phi-3.5 vocabulary splits the
+  dummy-prefix "▁" off every first word), else ``PreTrainedTokenizerFast``,
+  which reads the same ``tokenizer.json``;
 - a byte-level BPE ``tokenizer.json`` whose decoder also carries
   SentencePiece steps (``ByteFallback``, ``Fuse``, ``Replace`` of U+2581), as
   transformers writes for checkpoints imported from GGUF, makes the GenAI
@@ -164,8 +167,21 @@ def byte_level_decoder_fix(tok: dict[str, Any]) -> dict[str, Any] | None:
     return byte_level[0]
 
 
-def repair(directory: Path) -> dict[str, Any]:
-    """Make the bundle loadable by onnxruntime-genai; return what was changed."""
+def _source_class(source: Path | None) -> str | None:
+    """The tokenizer class ``source``'s tokenizer_config.json names, if GenAI knows it."""
+    path = source / "tokenizer_config.json" if source is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        name = json.loads(path.read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name not in _UNKNOWN_TOKENIZER_CLASSES else None
+
+
+def repair(directory: Path, source: Path | None = None) -> dict[str, Any]:
+    """Make the bundle loadable by onnxruntime-genai; return what was changed. ``source``
+    is the checkpoint (or bundle) it was made from: its tokenizer class is put back."""
     changed: dict[str, Any] = {}
     cfg_path = directory / GENAI_CONFIG
     cfg = read_json(cfg_path)
@@ -181,8 +197,12 @@ def repair(directory: Path) -> dict[str, Any]:
         tok = read_json(tok_path)
         dirty = False
         if tok.get("tokenizer_class") in _UNKNOWN_TOKENIZER_CLASSES:
-            changed["tokenizer_class"] = [tok.get("tokenizer_class"), "PreTrainedTokenizerFast"]
-            tok["tokenizer_class"] = "PreTrainedTokenizerFast"
+            # The source's class where it has one GenAI knows: the GenAI tokenizer picks its
+            # SentencePiece handling by class, and as PreTrainedTokenizerFast a Llama 2 /
+            # Phi-3 vocabulary splits the dummy-prefix "▁" off every first word.
+            name = _source_class(source) or "PreTrainedTokenizerFast"
+            changed["tokenizer_class"] = [tok.get("tokenizer_class"), name]
+            tok["tokenizer_class"] = name
             dirty = True
         jinja = directory / "chat_template.jinja"
         if "chat_template" not in tok and jinja.is_file():

@@ -57,7 +57,7 @@ def compile_bundle(source: Artifact, device: str, options: Mapping[str, Any], ou
     del session
     optimize_s = time.perf_counter() - t0
     bundle.copy_support_files(src_dir, output)
-    bundle.repair(output)
+    bundle.repair(output, src_dir)
     # Saved session options: the graph is already optimized, so skip that work on load.
     bundle.set_session_options(output, {"graph_optimization_level": "ORT_DISABLE_ALL"})
     ctx.progress(f"onnxruntime: optimizing graph ({level}) for {provider}", 1, 1)

@@ -131,7 +131,7 @@ def convert(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Con
     bundle.move_model(olive_out, output)
     bundle.copy_support_files(olive_out, output)
     bundle.copy_support_files(Path(source.path), output)
-    repairs = bundle.repair(output)
+    repairs = bundle.repair(output, Path(source.path))
     workflow.finish(output)
     bundle.genai_dir(output)
     return Artifact(

@@ -165,7 +165,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
     bundle.move_model(olive_out, output)
     bundle.copy_support_files(olive_out, output)
     bundle.copy_support_files(src, output)
-    repairs = bundle.repair(output)
+    repairs = bundle.repair(output, src)
     workflow.finish(output)
     bundle.genai_dir(output)
     digest = hashlib.sha256((output / TEXT_NAME).read_bytes()).hexdigest()

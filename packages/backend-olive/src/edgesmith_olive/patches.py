@@ -36,9 +36,23 @@ ROPE_THETA = Patch(
     symptom="with transformers 5 configs (rope_theta only under rope_parameters) the GenAI model "
             "builder finds no config.rope_theta and silently bakes RoPE caches for theta 10000: "
             "plausible answers that worsen with position (SmolLM2-135M, theta 100000: perplexity "
-            "35.0 instead of 29.9 on 256-token windows)",
+            "35.0 instead of 29.9 on 256-token windows); Gemma 3 (per-layer-type rope_parameters) "
+            "fails on the missing rope_local_base_freq; Llama 3 scaling is computed for the whole "
+            "context instead of original_max_position_embeddings (tiny Llama 3.2: top-1 0.83, KL 0.2)",
     scope=workarounds.builder_reads_rope_theta,
     upstream="https://github.com/microsoft/onnxruntime-genai/pull/2311",
+)
+
+GEMMA3_LINEAR_ROPE = Patch(
+    name="genai-builder-gemma3-linear-rope",
+    symbol="onnxruntime_genai.models.builder:Gemma3Model.make_rotary_embedding_multi_cache",
+    distribution="onnxruntime-genai",
+    versions="==0.11.*",
+    symptom="Gemma 3 4B/12B/27B scale the full-attention layers' RoPE positions by 1/8 (linear, factor "
+            "8); the builder has one position scale for both cos/sin caches and bakes no scaling, so "
+            "the bundle computes another model (tiny Gemma 3 with the 4B's settings: top-1 agreement "
+            "0.64, mean KL 0.69); the replacement scales the full-attention cache only",
+    scope=workarounds.gemma3_scales_full_attention_only,
 )
 
 HQQ_LAYOUT = Patch(
@@ -54,7 +68,7 @@ HQQ_LAYOUT = Patch(
 )
 
 #: Every patch of this backend, for listing.
-PATCHES = (TELEMETRY, ROPE_THETA, HQQ_LAYOUT)
+PATCHES = (TELEMETRY, ROPE_THETA, GEMMA3_LINEAR_ROPE, HQQ_LAYOUT)
 
 
 def for_passes(passes: Mapping[str, Mapping[str, Any]]) -> list[Patch]:
@@ -62,7 +76,7 @@ def for_passes(passes: Mapping[str, Mapping[str, Any]]) -> list[Patch]:
     types = {p.get("type") for p in passes.values()}
     chosen = [TELEMETRY]
     if "ModelBuilder" in types:
-        chosen.append(ROPE_THETA)
+        chosen += [ROPE_THETA, GEMMA3_LINEAR_ROPE]
     if "OnnxHqqQuantization" in types:
         chosen.append(HQQ_LAYOUT)
     return chosen

@@ -39,9 +39,17 @@ def _check() -> str | None:
     return None
 
 
+#: What ModelBuilder takes, held to transformers by the architecture matrix
+#: (tests/backends/olive/test_architectures.py) with Olive 0.13 and onnxruntime-genai 0.11.4
+#: plus the backend's patches (pins.txt); model_type names.
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
+UNSUPPORTED = {"bert": "ModelBuilder builds causal language models only; quantize an encoder's own "
+                       "ONNX export instead (quantize onnx, static)"}
+
 #: Every operation, in the order ``edgesmith backends olive`` lists them.
 OPERATIONS = (
     Operation("convert", "hf", "edgesmith_olive.convert:convert", format="onnx", options=CONVERT,
+              architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="Hugging Face causal LM to an ONNX Runtime GenAI bundle (ModelBuilder: "
               "f32, f16, int4 RTN) for the provider of your choice"),
     Operation("quantize", "onnx", "edgesmith_olive.quantize:quantize", options=BUNDLE,
@@ -53,6 +61,7 @@ OPERATIONS = (
               summary="static QDQ (--activation-bits 8/16, --calibration DIR of NAME.npy) of ONNX "
               "models that are not GenAI bundles (encoders, vision)"),
     Operation("quantize", "hf", "edgesmith_olive.gptq:quantize", format="onnx", options=GPTQ,
+              architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               schemes=GPTQ_SCHEMES, variant="gptq",
               summary="GPTQ int4 from --calibration text, packed into a GenAI bundle"),
     Operation("compile", "onnx", "edgesmith_olive.compile:compile_bundle", options=COMPILE,

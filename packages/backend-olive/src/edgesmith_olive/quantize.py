@@ -190,7 +190,7 @@ def quantize(source: Artifact, spec: QuantSpec, options: Mapping[str, Any], outp
     if produced != model_name:
         (output / produced).rename(output / model_name)
     bundle.copy_support_files(src_dir, output)
-    repairs = bundle.repair(output)
+    repairs = bundle.repair(output, src_dir)
     workflow.finish(output)
     _check_outputs(output / model_name, src_dir / model_name)
     details.update(

@@ -99,17 +99,22 @@ class GenAIRunner(Runner):
         self._bos = model_cfg.get("bos_token_id")
         self._vocab = model_cfg.get("vocab_size")
         self._session: Any = None
+        self._text_rules = _TextRules.of(bundle.read_json(tok_file) if tok_file.is_file() else {})
 
     # -- text <-> ids --------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        rules = self._text_rules
+        text = rules.prepare(text)
         ids = [int(t) for t in self.tokenizer.encode(text)]
-        if not add_special and ids and self._bos is not None and ids[0] == self._bos:
-            # The GenAI tokenizer adds BOS on its own for models that want it;
-            # keep it only when the text itself spells it out.
+        if ids and self._bos is not None and ids[0] == self._bos:
+            # The GenAI tokenizer adds BOS on its own for some models; keep it only
+            # when the text itself spells it out, and add the one tokenizer.json adds.
             bos_text = self._special_text(self._bos)
             if not (bos_text and text.startswith(bos_text)):
                 ids = ids[1:]
+        if add_special and rules.prefix is not None:
+            ids = [rules.prefix, *ids]
         return ids
 
     def _special_text(self, token: int) -> str | None:
@@ -153,6 +158,7 @@ class GenAIRunner(Runner):
     def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
         if not prompt_ids:
             raise UserError("the prompt is empty after tokenization; give a non-empty prompt")
+        self._check_ids(np.asarray(prompt_ids))
         og = self._og
         params = og.GeneratorParams(self.model)
         params.set_search_options(**self._search_options(len(prompt_ids), request))
@@ -170,12 +176,24 @@ class GenAIRunner(Runner):
         finally:
             del generator
 
+    def _check_ids(self, ids: np.ndarray) -> None:
+        """Refuse ids the embedding has no row for (ONNX Runtime fails inside Gather)."""
+        rows = self._vocab
+        if not rows or not ids.size or (ids.min() >= 0 and ids.max() < int(rows)):
+            return
+        bad = int(next(t for t in ids if t < 0 or t >= int(rows)))
+        name = self._special_text(bad)
+        raise UserError(f"token id {bad}{f' ({name!r})' if name else ''} is outside the model's "
+                        f"{rows}-row embedding: the tokenizer has tokens the text model cannot take "
+                        f"(Gemma 3's <image_soft_token> is one); remove it from the text")
+
     # -- scoring -------------------------------------------------------------
 
     def logprobs(self, token_ids: Sequence[int]) -> np.ndarray:
         ids = np.asarray(list(token_ids), dtype=np.int32)
         if ids.size == 0:
             raise UserError("nothing to score: the token list is empty")
+        self._check_ids(ids)
         if self.context_length and ids.size > int(self.context_length):
             raise UserError(f"{ids.size} tokens exceed the model's context of {self.context_length}; score shorter text")
         # GenAI needs room for one more token than it is fed; at the context limit use ORT.
@@ -219,6 +237,66 @@ class GenAIRunner(Runner):
         self._session = None
         self.tokenizer = None
         self.model = None
+
+
+class _TextRules:
+    """What tokenizer.json does that the onnxruntime-genai 0.11 tokenizer leaves out,
+    done on the text (and ids) around it; measured against transformers:
+
+    - the BOS its post-processor puts in front (Llama 3, Gemma 3: the GenAI tokenizer
+      adds none, whatever tokenizer_config.json says);
+    - a Unicode normalizer (Qwen2's NFC: "cafe\u0301" became ``e`` + a combining byte);
+    - added tokens that swallow the whitespace next to them (Phi-3's ``rstrip`` chat
+      tokens: an extra space token after every ``<|user|>``, ``<|end|>``, ...).
+    """
+
+    _FORMS = {"NFC", "NFD", "NFKC", "NFKD"}
+
+    def __init__(self, prefix: int | None, form: str | None, rstrip: list[str], lstrip: list[str]):
+        import re
+
+        self.prefix, self.form = prefix, form
+        self._right = re.compile("(" + "|".join(map(re.escape, rstrip)) + r")\s+") if rstrip else None
+        self._left = re.compile(r"\s+(" + "|".join(map(re.escape, lstrip)) + ")") if lstrip else None
+
+    @classmethod
+    def of(cls, tok: Mapping[str, Any]) -> _TextRules:
+        added = [t for t in tok.get("added_tokens") or [] if isinstance(t, dict)]
+        ids = {t.get("content"): t.get("id") for t in added}
+        prefix = None
+        for step in _steps(tok.get("post_processor")):
+            single = step.get("single") if step.get("type") == "TemplateProcessing" else None
+            first = (single or [{}])[0]
+            if isinstance(first, dict) and "SpecialToken" in first:
+                prefix = ids.get(first["SpecialToken"].get("id"))
+        form = None
+        for step in _steps(tok.get("normalizer")):
+            if step.get("type") in cls._FORMS:
+                form = step["type"]
+        longest = sorted(added, key=lambda t: -len(t.get("content") or ""))
+        return cls(prefix if isinstance(prefix, int) else None, form,
+                   [t["content"] for t in longest if t.get("rstrip") and t.get("content")],
+                   [t["content"] for t in longest if t.get("lstrip") and t.get("content")])
+
+    def prepare(self, text: str) -> str:
+        if self.form:
+            import unicodedata
+
+            text = unicodedata.normalize(self.form, text)
+        if self._right is not None:
+            text = self._right.sub(r"\1", text)
+        if self._left is not None:
+            text = self._left.sub(r"\1", text)
+        return text
+
+
+def _steps(part: Any) -> list[dict[str, Any]]:
+    if not isinstance(part, dict):
+        return []
+    inner = part.get("processors") or part.get("normalizers")
+    if part.get("type") == "Sequence" and isinstance(inner, list):
+        return [p for p in inner if isinstance(p, dict)]
+    return [part]
 
 
 __all__ = ["GenAIRunner", "GraphRunner", "load"]

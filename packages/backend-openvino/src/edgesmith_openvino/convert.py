@@ -40,8 +40,8 @@ def hf_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Conte
         from optimum.exporters.openvino import main_export
         from optimum.intel import OVConfig
     except ImportError as exc:
-        raise UserError(f"Hugging Face export needs optimum-intel ({exc}); pip install --no-deps "
-                        f"optimum-intel==2.2.0 (or pip install 'edgesmith-openvino[hf]')") from None
+        raise UserError(f"Hugging Face export needs optimum-intel ({exc}), a dependency of "
+                        f"edgesmith-openvino; reinstall it (edgesmith install openvino --upgrade)") from None
     ctx.progress(f"exporting {cfg.get('model_type')} to OpenVINO IR ({dtype})", None, None)
     try:
         # An explicit OVConfig without a quantization config keeps optimum from

@@ -42,12 +42,18 @@ def _check() -> str | None:
 
 
 DEVICES = ("cpu", "gpu", "npu", "auto")
+#: What hf->IR export takes, held to transformers by tests/backends/openvino/test_architectures.py
+#: with optimum-intel 2.2.0 on transformers 5.0.0 (pins.txt); model_type names.
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
+UNSUPPORTED = {
+    "bert": "it exports text generators; export an encoder to ONNX and convert that (onnx->openvino)",
+}
 _QUANTIZE = "edgesmith_openvino.quantize:quantize"
 
 #: Every operation, in the order ``edgesmith backends openvino`` lists them.
 OPERATIONS = (
     Operation("convert", "hf", "edgesmith_openvino.convert:hf_to_ir", format="openvino",
-              options=HF_OPTIONS,
+              options=HF_OPTIONS, architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="Hugging Face causal LM to a stateful IR with its tokenizer (optimum-intel; fp16, fp32)"),
     Operation("convert", "onnx", "edgesmith_openvino.convert:onnx_to_ir", format="openvino",
               options=ONNX_OPTIONS, summary="ONNX graph to IR, names and shapes kept (fp32, fp16)"),

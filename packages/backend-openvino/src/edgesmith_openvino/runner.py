@@ -101,6 +101,10 @@ class OpenVINORunner(Runner):
     def _config(self, request: RunRequest) -> Any:
         cfg = self._pipe.get_generation_config()
         cfg.max_new_tokens = int(request.max_tokens)
+        # A RunRequest means the same on every stack: no penalty unless asked for.
+        # openvino-genai takes the checkpoint's generation_config.json otherwise
+        # (Qwen2.5 ships repetition_penalty 1.05), so "greedy" would not be greedy.
+        cfg.repetition_penalty = 1.0
         if request.temperature > 0:
             cfg.do_sample = True
             cfg.temperature = float(request.temperature)

@@ -1,11 +1,12 @@
 """Qualcomm AI Hub: compile for, and profile on, real Snapdragon devices.
 
-The ``qai_hub`` client (the optional extra ``edgesmith-qnn[hub]``) is imported
-only inside :func:`connect`; every public function also takes a ``client`` so
-that tests can stand in for the remote service. Without network access in CI,
-the live service has not been exercised: the tests drive this module with
-fake clients shaped like ``qai_hub`` 0.56 (Device, CompileJob, InferenceJob,
-JobStatus, ``download_profile()`` dicts).
+The ``qai_hub`` client (a dependency of edgesmith-qnn, installed in the
+backend's own environment) is imported only inside :func:`connect`; every
+public function also takes a ``client`` (a ``qai_hub.Client``). Without network
+access in CI the live service has not been exercised: the tests run the real
+client against a loopback server that answers its REST API
+(tests/backends/qnn/aihub_service.py), and against the network guard for the
+default service URL.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ TOKEN_ENV = "QAI_HUB_API_TOKEN"
 #: The client's own override of its config file path.
 CONFIG_ENV = "QAIHUB_CLIENT_INI"
 CONFIG_DEFAULT = "~/.qai_hub/client.ini"
-INSTALL_HINT = "pip install 'edgesmith-qnn[hub]'"
+INSTALL_HINT = ("it comes with edgesmith-qnn in the backend's own environment: `edgesmith install qnn` "
+                "(from a checkout: `edgesmith install ./packages/backend-qnn`), or "
+                "pip install 'qai-hub>=0.56,<1' here")
 CONFIGURE_HINT = (f"run `qai-hub configure --api_token YOUR_TOKEN` (token from your AI Hub account "
                   f"settings) or set {TOKEN_ENV}")
 #: Seconds between status polls (the client's own wait() polls every 10 s).
@@ -110,8 +113,8 @@ def connect(client: Any = None) -> Any:
     try:
         import qai_hub
     except ImportError:
-        raise UserError(f"--option hub_device needs the Qualcomm AI Hub client, which is not "
-                        f"installed; {INSTALL_HINT}") from None
+        raise UserError(f"--option hub_device needs the Qualcomm AI Hub client qai_hub, which is "
+                        f"not installed here; {INSTALL_HINT}") from None
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
         return qai_hub.Client(config=qai_hub.ClientConfig(api_token=token))
@@ -159,9 +162,14 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         msg = _first_line(exc)
         names = [type(e).__name__ for e in _chain(exc)]
         if any(k in n for n in names for k in ("Connection", "Timeout", "SSLError", "ProxyError")):
-            raise BackendError(f"cannot reach Qualcomm AI Hub while {what} ({msg}); check the "
-                               f"network or proxy and retry") from None
-        if msg.startswith(("Failed to authenticate", "Failed to load")) or " 401" in f" {msg}":
+            # The network, a proxy or the URL in the client's config: the user's to fix (exit 2).
+            raise UserError(f"cannot reach Qualcomm AI Hub while {what} ({msg}); check the "
+                            f"network or proxy and retry") from None
+        if msg.startswith("Failed to load"):  # a config file without api_token/api_url/web_url
+            raise UserError(f"the Qualcomm AI Hub client could not use its configuration "
+                            f"{config_path()} while {what} ({msg.split('.')[0]}); "
+                            f"{CONFIGURE_HINT}") from None
+        if msg.startswith("Failed to authenticate") or " 401" in f" {msg}":
             head = msg.split(".")[0]  # the rest is the client's own (wrapped) advice
             raise UserError(f"Qualcomm AI Hub rejected the API token while {what} ({head}); "
                             f"{CONFIGURE_HINT}") from None
@@ -226,9 +234,12 @@ def resolve_device(client: Any, name: str, os_version: str = "") -> tuple[Any, d
 # --- jobs --------------------------------------------------------------------------------------
 
 
-def wait(job: Any, what: str, progress: Progress, *, poll_s: float = POLL_S,
-         timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Poll ``job`` until it finishes, reporting each state through ``progress``."""
+def wait(job: Any, what: str, progress: Progress, *, poll_s: float | None = None,
+         timeout: float | None = None, sleep: Callable[[float], None] | None = None) -> Any:
+    """Poll ``job`` until it finishes, reporting each state through ``progress``
+    (every ``poll_s`` seconds, default :data:`POLL_S` as it is at call time)."""
+    poll_s = POLL_S if poll_s is None else poll_s
+    sleep = sleep or time.sleep
     start = time.monotonic()
     last = None
     while True:
@@ -322,8 +333,8 @@ def _options(required: str, extra: str) -> str:
 
 
 def compile_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context, *,
-                   client: Any = None, poll_s: float = POLL_S,
-                   sleep: Callable[[float], None] = time.sleep) -> Artifact:
+                   client: Any = None, poll_s: float | None = None,
+                   sleep: Callable[[float], None] | None = None) -> Artifact:
     """`compile --device npu --option hub_device=NAME`: an AI Hub compile job for
     that device, its target model downloaded into ``output``. ``opts`` are the
     compile options as the core parsed them (:data:`edgesmith_qnn.options.COMPILE_OPTIONS`)."""
@@ -390,7 +401,9 @@ def compile_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx:
 
 def _client_version(client: Any) -> str | None:
     mod = sys.modules.get("qai_hub") or sys.modules.get(type(client).__module__.split(".")[0])
-    return getattr(mod, "__version__", None)
+    version = getattr(mod, "__version__", None)
+    # qai_hub's __version__ is a packaging Version, not a str: the manifest is JSON.
+    return None if version is None else str(version)
 
 
 # --- profiling ---------------------------------------------------------------------------------
@@ -449,8 +462,8 @@ def _profile_job(client: Any, model: Any, device: Any, device_name: str, extra: 
 
 def profile(artifact: Artifact | str | Path, device: str | None = None, *,
             options: Mapping[str, str] | None = None, client: Any = None,
-            progress: Progress | None = None, poll_s: float = POLL_S,
-            sleep: Callable[[float], None] = time.sleep) -> HubProfile:
+            progress: Progress | None = None, poll_s: float | None = None,
+            sleep: Callable[[float], None] | None = None) -> HubProfile:
     """Profile ``artifact`` on AI Hub device ``device`` and return what it measured.
 
     ``artifact`` is a qnn/onnx model (directory or .onnx file). A model compiled

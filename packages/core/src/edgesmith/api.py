@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
+from .architectures import model_type
 from .dispatch import Choice, choose
 from .errors import BackendError, UnsupportedError, UserError
 from .manifest import atomic_output, build_manifest, check_output, parent_record, write_manifest
 from .options import parse as parse_options
-from .plugins import BackendRecord, get_manager
+from .plugins import BackendRecord, backend_libraries, get_manager
 from .runner import Runner
 from .types import DEVICES, FORMATS, Artifact, Context, Operation, QuantSpec, RunRequest, RunResult
-from .util import library_versions
 from .weights import check_safetensors
 
 log = logging.getLogger("edgesmith")
@@ -35,24 +35,36 @@ def backends() -> list[BackendRecord]:
 
 
 def inspect(path: str | Path) -> dict[str, Any]:
-    """Describe a model and list what installed backends can do with it."""
+    """Describe a model and list what installed backends can do with it: by
+    format and by architecture (``refused`` says which backends decline it, and why)."""
+    from .architectures import refusal
+
     art = formats.detect(path)
     info = formats.inspect_artifact(art)
-    offers: dict[str, dict[str, list[str]]] = {}
+    arch = model_type(art)
+    info["model_type"] = arch
+    offers: dict[str, dict[str, Any]] = {}
+    refused: dict[str, list[str]] = {}
     for rec in backends():
         if not rec.info:
             continue
-        i = rec.info
-        can = {
-            "convert": [b for a, b in i.converts if a == art.format],
-            "quantize": [b for a, b in i.quantizes if a == art.format],
-            "compile": [b for a, b in i.compiles if a == art.format],
-            "run": [art.format] if art.format in i.runs else [],
-        }
-        can = {k: v for k, v in can.items() if v}
+        can: dict[str, list[str]] = {}
+        for op in rec.info.operations:
+            if op.source != art.format:
+                continue
+            why = refusal(op, arch)
+            if why:
+                refused.setdefault(rec.name, []).append(why)
+                continue
+            key = "run" if op.kind == "load" else op.kind
+            can.setdefault(key, [])
+            if op.format not in can[key]:
+                can[key].append(op.format)
         if can:
-            offers[rec.name] = {**can, "status": rec.status}  # type: ignore[dict-item]
+            offers[rec.name] = {**can, "status": rec.status}
     info["backends"] = offers
+    if refused:
+        info["refused"] = refused
     return info
 
 
@@ -93,7 +105,7 @@ def _produce(
     info = choice.record.info
     assert info is not None
     options = _options(choice, raw_options)
-    handler = op.resolve()
+    handler = choice.handler()
     final = Path(output)
     parent = parent_record(source.path, source.format)
     with atomic_output(final, ctx.force, [source.path]) as tmp:
@@ -114,7 +126,7 @@ def _produce(
             entry=result.entry,
             backend=choice.name,
             backend_version=info.version,
-            libraries=library_versions(info.libraries),
+            libraries=backend_libraries(choice.record),
             operation=op.kind,
             parameters=parameters,
             parent=parent,
@@ -149,7 +161,7 @@ def convert(
         opts["dtype"] = dtype
     if art.format == to and not opts:
         raise UserError(f"{source} is already {to}; nothing to convert (use quantize to change precision)")
-    choice = choose(get_manager(), "convert", art.format, fmt=to, backend=backend)
+    choice = choose(get_manager(), "convert", art.format, fmt=to, backend=backend, architecture=model_type(art))
     _announce("convert", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, progress=progress)
@@ -196,7 +208,8 @@ def quantize(
         return None
 
     what = f"quantize {art.format}" + (f" with scheme {wanted}" if wanted else "")
-    choice = choose(get_manager(), "quantize", art.format, backend=backend, refuse=refuse, what=what)
+    choice = choose(get_manager(), "quantize", art.format, backend=backend, refuse=refuse, what=what,
+                    architecture=model_type(art))
     _announce("quantize", choice)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads,
                    force=force, allow_requantize=allow_requantize, progress=progress)
@@ -261,7 +274,7 @@ def compile(  # noqa: A001 - mirrors the CLI command name
         choice = choose(manager, "compile", art.format, backend=backend,
                         refuse=lambda op: None if device in op.devices or device == "auto" else
                         f"{op.label} compiles for {', '.join(op.devices) or 'no device'}",
-                        what=f"compile {art.format} for {device}")
+                        what=f"compile {art.format} for {device}", architecture=model_type(art))
     except UnsupportedError as exc:
         notes = [f"{r.name}: {r.info.notes['compile']}" for r in manager.records.values()
                  if r.info and "compile" in r.info.notes and art.format in r.info.runs]
@@ -285,12 +298,12 @@ def load(
 ) -> Runner:
     """Load a model for generation and scoring; close the runner (or use ``with``)."""
     art = artifact if isinstance(artifact, Artifact) else _source(artifact, allow_pickle)
-    choice = choose(get_manager(), "load", art.format, backend=backend)
+    choice = choose(get_manager(), "load", art.format, backend=backend, architecture=model_type(art))
     _announce("run", choice)
     opts = _options(choice, options)
     ctx = _context(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, threads=threads)
     t0 = time.perf_counter()
-    runner = choice.op.resolve()(art, opts, ctx)
+    runner = choice.handler()(art, opts, ctx)
     if not isinstance(runner, Runner):
         raise BackendError(f"backend {choice.name} returned {type(runner).__name__}, not a Runner")
     runner.backend = choice.name

@@ -129,13 +129,14 @@ def _add_commands() -> None:
     # The commands live in their own modules, which import only click at
     # start-up; the API, servers and measuring stacks load when a command runs.
     from .cli_build import COMMANDS as build_commands
+    from .cli_env import COMMANDS as env_commands
     from .cli_info import COMMANDS as info_commands
     from .cli_run import COMMANDS as run_commands
     from .measure.cli import commands as measure_commands
     from .optimize.cli import optimize
     from .serve.cli import serve
 
-    for command in (*info_commands, *build_commands, *run_commands, *measure_commands, optimize, serve):
+    for command in (*info_commands, *env_commands, *build_commands, *run_commands, *measure_commands, optimize, serve):
         main.add_command(command)
     # `--debug` is accepted after the subcommand too (`edgesmith convert ... --debug`).
     for command in main.commands.values():

@@ -41,7 +41,7 @@ def backends(name: str | None, require: str | None, as_json: bool) -> None:
         click.echo("no backends installed; pip install edgesmith-llamacpp (or -olive, -openvino, -mlx, -qnn)")
         return
     t = Table(title="edgesmith backends")
-    for col in ("name", "status", "version", "can do", "reason"):
+    for col in ("name", "status", "version", "environment", "can do", "reason"):
         t.add_column(col)
     for r in recs:
         can = ""
@@ -49,9 +49,14 @@ def backends(name: str | None, require: str | None, as_json: bool) -> None:
             from .dispatch import describe_capabilities
 
             can = describe_capabilities([r]).split(": ", 1)[-1]
+        where = f"{r.environment.name} (Python {r.python_version or '?'})" if r.environment else "this one"
         t.add_row(r.name, r.status, r.info.version if r.info else (r.distribution_version or ""),
-                  can, r.reason or "")
+                  where, can, r.reason or "")
     Console().print(t)
+    if any(r.environment for r in recs):
+        from .environments import envs_dir
+
+        click.echo(f"environments: {envs_dir()} (edgesmith backends NAME shows one's versions)")
 
 
 def _require(recs: list[Any], names: list[str]) -> None:
@@ -79,6 +84,11 @@ def _backend_detail(name: str, recs: list[Any], as_json: bool) -> None:
     console = Console()
     console.print(f"[bold]{rec.name}[/bold] {rec.info.version if rec.info else ''} — {rec.status}"
                   + (f": {rec.reason}" if rec.reason else ""))
+    d = rec.to_dict()
+    console.print(f"environment: {rec.where} (Python {d['python_version']})")
+    versions = ", ".join(f"{k} {v}" for k, v in (d["libraries"] or {}).items() if v)
+    if versions:
+        console.print(f"vendor versions: {versions}")
     if not rec.info:
         return
     if rec.info.summary:
@@ -116,7 +126,7 @@ def inspect(path: str, as_json: bool) -> None:
 
     t = Table(show_header=False, box=None, title=f"{path}")
     for k, v in info.items():
-        if k in ("manifest", "backends"):
+        if k in ("manifest", "backends", "refused"):
             continue
         if isinstance(v, (dict, list)):
             v = json.dumps(v)
@@ -133,8 +143,11 @@ def inspect(path: str, as_json: bool) -> None:
     for name, can in info["backends"].items():
         t.add_row(f"backend {name}", ", ".join(f"{op} → {'/'.join(v)}" for op, v in can.items()
                                                 if op != "status"))
+    for name, whys in info.get("refused", {}).items():
+        t.add_row(f"refused by {name}", "; ".join(whys))
     if not info["backends"]:
-        t.add_row("backends", "no installed backend takes this format")
+        t.add_row("backends", "no installed backend takes this " +
+                  ("model" if info.get("refused") else "format"))
     Console().print(t)
 
 

@@ -8,6 +8,7 @@ why). When nobody can, one error lists what the installed backends can do.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -25,6 +26,16 @@ class Choice:
     @property
     def name(self) -> str:
         return self.record.name
+
+    def handler(self) -> Callable[..., Any]:
+        """The operation's handler: imported here, or a stand-in that runs it in
+        the backend's own environment (:mod:`edgesmith.remote`)."""
+        env = self.record.environment
+        if env is None:
+            return self.op.resolve()
+        from .remote import handler
+
+        return handler(env, self.name, self.op)
 
 
 def describe_capabilities(records: list[BackendRecord]) -> str:
@@ -63,6 +74,18 @@ def _matching(info: BackendInfo, kind: str, source: str, fmt: str | None,
     return ok
 
 
+def with_architecture(refuse: Refusal | None, architecture: str | None) -> Refusal | None:
+    """``refuse`` that also refuses operations which do not take ``architecture``."""
+    if not architecture:
+        return refuse
+    from .architectures import refusal
+
+    def both(op: Operation) -> str | None:
+        return refusal(op, architecture) or (refuse(op) if refuse else None)
+
+    return both
+
+
 def _elsewhere(records: list[BackendRecord], kind: str, source: str, fmt: str | None,
                refuse: Refusal | None) -> str:
     """Operations from another source format that would take the request, as a hint."""
@@ -82,14 +105,17 @@ def choose(
     backend: str | None = None,
     refuse: Refusal | None = None,
     what: str | None = None,
+    architecture: str | None = None,
 ) -> Choice:
     """Pick the backend and the declared operation for ``kind`` on a ``source``-format model.
 
     ``fmt`` restricts the output format (convert). ``refuse(op)`` is the
     request-specific test (a native scheme name, a device): it returns why
     the operation cannot take the request, or ``None``. ``what`` is the
-    human description of the request used in errors.
+    human description of the request used in errors. ``architecture`` (the
+    model's model_type) refuses operations that do not declare it.
     """
+    refuse = with_architecture(refuse, architecture)
     verb = "run" if kind == "load" else kind
     what = what or (f"{verb} {source}" + (f" to {fmt}" if fmt else ""))
     records = list(manager.records.values())
@@ -125,6 +151,10 @@ def choose(
         hint = ""
         if unusable:
             hint = "; " + ", ".join(f"{r.name} could but is {r.status}: {r.reason}" for r in unusable)
+        # A broken backend environment cannot say what it offers; its reason names the fix.
+        broken = [r.reason for r in records if r.environment is not None and r.info is None and r.reason]
+        if broken:
+            hint += "; " + "; ".join(broken)
         if reasons:
             raise UnsupportedError(f"no installed backend can {what}: {'; '.join(reasons)}{hint}"
                                    f"{_elsewhere(records, kind, source, fmt, refuse)}")

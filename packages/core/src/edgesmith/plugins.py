@@ -7,18 +7,25 @@ never stops the CLI or the other backends from working.
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
 from .types import BackendInfo
+
+if TYPE_CHECKING:
+    from .environments import Environment
 
 log = logging.getLogger("edgesmith")
 
@@ -43,12 +50,23 @@ class BackendRecord:
     distribution: str | None = None
     distribution_version: str | None = None
     module: str | None = None
+    #: The registered environment it lives in; None: this process's own.
+    environment: Environment | None = None
+    #: That environment's Python version and its vendor versions (from its description).
+    python_version: str | None = None
+    libraries: dict[str, str | None] | None = None
 
     @property
     def usable(self) -> bool:
         return self.status == AVAILABLE
 
+    @property
+    def where(self) -> str:
+        return str(self.environment.path) if self.environment else "this environment"
+
     def to_dict(self) -> dict[str, Any]:
+        import platform
+
         d: dict[str, Any] = {
             "name": self.name,
             "status": self.status,
@@ -56,6 +74,9 @@ class BackendRecord:
             "distribution": self.distribution,
             "distribution_version": self.distribution_version,
             "module": self.module,
+            "environment": self.environment.to_dict() if self.environment else None,
+            "python_version": self.python_version if self.environment else platform.python_version(),
+            "libraries": backend_libraries(self),
         }
         d.update({"capabilities": self.info.to_dict() if self.info else None})
         return d
@@ -96,8 +117,60 @@ class BackendManager(pluggy.PluginManager):
                 continue
             self.add_backend(plugin, ep.name, **meta)
 
-    def add_backend(self, plugin: ModuleType | object, name: str, **meta: Any) -> BackendRecord:
-        """Register one backend object or module under ``name`` and describe it."""
+    def load_environments(self, disabled: Iterable[str] = ()) -> None:
+        """Add the backends of every registered environment that this one lacks
+        (:mod:`edgesmith.environments`); a broken environment is a ``failed``
+        record naming the fix."""
+        from . import environments
+
+        disabled = {d.strip() for d in disabled if d.strip()}
+        for env in environments.registered():
+            try:
+                described = environments.describe(env)
+            except Exception as exc:  # noqa: BLE001 - one environment's trouble stays its own
+                # Under the names of the backends it held when installed, so `-b NAME` finds the reason.
+                for name in env.marker.get("backends") or [env.name]:
+                    if name not in self.records:
+                        self.records[name] = BackendRecord(name, FAILED, str(exc), environment=env)
+                continue
+            for entry in described.get("backends", []):
+                if entry["name"] in self.records:
+                    log.debug("backend %s is installed here; its environment %s is not used",
+                              entry["name"], env.path)
+                    continue
+                if entry["name"] in disabled:
+                    self.records[entry["name"]] = BackendRecord(entry["name"], DISABLED, f"blocked by {DISABLE_ENV}",
+                                                                environment=env)
+                    continue
+                self._add_from(env, entry, described)
+
+    def _add_from(self, env: Environment, entry: dict[str, Any], described: dict[str, Any]) -> None:
+        """Register a backend of another environment: its light declaration
+        modules are imported here (only its own package, from that environment),
+        its status and versions are what its environment reported."""
+        meta = {"distribution": entry.get("distribution"), "distribution_version": entry.get("distribution_version"),
+                "module": entry.get("module"), "environment": env,
+                "python_version": described.get("python_version"), "libraries": entry.get("libraries") or {}}
+        name = entry["name"]
+        fix = f"run edgesmith install {env.marker.get('source') or env.name} --upgrade"
+        if not entry.get("package") or entry["status"] == FAILED:
+            self.records[name] = BackendRecord(name, FAILED, entry.get("reason") or f"it does not load; {fix}",
+                                               **meta)
+            return
+        _ENV_PACKAGES.add(entry["package"], entry["search_path"])
+        try:
+            plugin = importlib.import_module(entry["module"].partition(":")[0])
+        except Exception as exc:  # noqa: BLE001
+            self._failed(name, f"its declarations in {env.path} do not import here: "
+                               f"{type(exc).__name__}: {exc}; {fix}", meta)
+            return
+        self.add_backend(plugin, name, status=(entry["status"], entry.get("reason")), **meta)
+
+    def add_backend(self, plugin: ModuleType | object, name: str, *,
+                    status: tuple[str, str | None] | None = None, **meta: Any) -> BackendRecord:
+        """Register one backend object or module under ``name`` and describe it;
+        ``status`` (with its reason) is given for a backend of another environment,
+        whose availability check must run there."""
         try:
             self.register(plugin, name=name)
         except Exception as exc:  # wrong hook signature, duplicate, ...
@@ -126,12 +199,15 @@ class BackendManager(pluggy.PluginManager):
         except Exception as exc:
             self.unregister(name=name)
             return self._failed(name, f"edgesmith_backend() failed: {exc}", meta)
-        try:
-            reason = info.check()
-        except Exception as exc:
-            reason = f"availability check failed: {type(exc).__name__}: {exc}"
-        status = AVAILABLE if reason is None else UNAVAILABLE
-        rec = BackendRecord(name, status, reason, info, **meta)
+        if status is not None:
+            state, reason = status
+        else:
+            try:
+                reason = info.check()
+            except Exception as exc:
+                reason = f"availability check failed: {type(exc).__name__}: {exc}"
+            state = AVAILABLE if reason is None else UNAVAILABLE
+        rec = BackendRecord(name, state, reason, info, **meta)
         self.records[name] = rec
         return rec
 
@@ -167,6 +243,37 @@ class BackendManager(pluggy.PluginManager):
         return rec
 
 
+def backend_libraries(record: BackendRecord) -> dict[str, str | None]:
+    """The vendor versions ``record``'s backend runs with: read here, or as
+    its own environment reported them."""
+    if record.environment is not None:
+        return dict(record.libraries or {})
+    from .util import library_versions
+
+    return library_versions(record.info.libraries) if record.info else {}
+
+
+class _EnvPackages(importlib.abc.MetaPathFinder):
+    """Finds the top-level package of a backend that lives in another
+    environment, and nothing else of that environment (its vendor stack must
+    not mix with this one); submodules follow from the package's own path."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+
+    def add(self, package: str, search_path: str) -> None:
+        self.paths.setdefault(package, search_path)
+        if self not in sys.meta_path:
+            sys.meta_path.append(self)  # last: a package of this environment wins
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        where = self.paths.get(fullname)
+        return importlib.machinery.PathFinder.find_spec(fullname, [where]) if where else None
+
+
+_ENV_PACKAGES = _EnvPackages()
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     return sorted(eps, key=lambda ep: ep.name)
@@ -180,7 +287,9 @@ def get_manager() -> BackendManager:
     global _manager
     if _manager is None:
         m = BackendManager()
-        m.load_entry_points(os.environ.get(DISABLE_ENV, "").split(","))
+        disabled = os.environ.get(DISABLE_ENV, "").split(",")
+        m.load_entry_points(disabled)
+        m.load_environments(disabled)
         _manager = m
     return _manager
 

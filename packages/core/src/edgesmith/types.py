@@ -53,6 +53,11 @@ class Operation:
       operations; one without prefers weight-only operations.
     - ``variant``: a short name that tells apart two operations of the same
       kind and formats (``"static"``); it appears in the label.
+    - ``architectures``: the model types (Hugging Face ``model_type``:
+      ``llama``, ``qwen3``, ``gemma3_text``) it takes, as tested with the
+      vendor versions the backend pins; empty: it does not restrict.
+      ``unsupported`` gives, for architectures it refuses, the reason and
+      what would help (see :mod:`edgesmith.architectures`).
     """
 
     kind: str
@@ -66,6 +71,8 @@ class Operation:
     activations: bool = False
     variant: str = ""
     summary: str = ""
+    architectures: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    unsupported: Mapping[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in OPERATIONS:
@@ -106,6 +113,7 @@ class Operation:
                 "handler": handler, "summary": self.summary, "schemes": list(self.schemes),
                 "devices": list(self.devices), "generates": self.generates if self.kind == "load" else None,
                 "activations": self.activations if self.kind == "quantize" else None,
+                "architectures": list(self.architectures), "unsupported": dict(self.unsupported),
                 "options": [o.to_dict() for o in self.options]}
 
 

@@ -75,6 +75,10 @@ def child_env(threads: int | None = None, *, same_environment: bool = True,
     if same_environment:
         paths = [p for p in dict.fromkeys(sys.path) if p and os.path.exists(p)]
         env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        # Another interpreter finds its own packages; this one's must not leak in.
+        for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__"):
+            env.pop(var, None)
     if threads:
         env.update({v: str(threads) for v in THREAD_VARS})
     env["PYTHONUNBUFFERED"] = "1"
@@ -95,11 +99,14 @@ def describe_exit(code: int) -> str:
 def run(function: str, payload: Mapping[str, Any], *, python: str | None = None,
         env: Mapping[str, str] | None = None, threads: int | None = None,
         on_progress: Callable[[str], None] | None = None, tick: Callable[[], None] | None = None,
-        timeout: float | None = None, log_path: Path | None = None) -> Answer:
+        timeout: float | None = None, log_path: Path | None = None,
+        on_event: Callable[[Mapping[str, Any]], None] | None = None) -> Answer:
     """Call ``function(payload)`` in a fresh child process and wait for its answer.
 
     ``python`` is the interpreter (default: this one, with this import path).
     ``log_path`` keeps the child's stderr there; otherwise it is a temp file.
+    ``on_event`` receives each whole progress event (its ``completed`` and
+    ``total`` too), ``on_progress`` only its message.
     """
     same = python is None
     environ = dict(env) if env is not None else child_env(threads, same_environment=same)
@@ -148,6 +155,8 @@ def run(function: str, payload: Mapping[str, Any], *, python: str | None = None,
                 if msg.get("event") == "progress":
                     if on_progress:
                         on_progress(msg.get("message", ""))
+                    if on_event:
+                        on_event(msg)
                 elif msg.get("event") in ("result", "error"):
                     answer = msg
             code = proc.wait()
@@ -180,9 +189,9 @@ def _send(event: str, **data: Any) -> None:
     _out.flush()
 
 
-def progress(message: str) -> None:
+def progress(message: str, completed: float | None = None, total: float | None = None) -> None:
     """In a worker: tell the parent what is happening (a no-op elsewhere)."""
-    _send("progress", message=message)
+    _send("progress", message=message, completed=completed, total=total)
 
 
 def _one_line(text: str, fallback: str) -> str:
@@ -190,17 +199,22 @@ def _one_line(text: str, fallback: str) -> str:
     return lines[0] if lines else fallback
 
 
-def main() -> int:
-    global _out
-    childproc.watch_parent()
-    # Keep our own copy of stdout for the answer; everything else printed to
-    # stdout (vendor banners, C-level prints) goes to stderr instead.
-    _out = os.fdopen(os.dup(1), "w")
+def take_stdout() -> IO[str]:
+    """In a child: keep a private copy of stdout for the protocol and send
+    everything else printed there (vendor banners, C-level prints) to stderr."""
+    out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     import logging
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="edgesmith: %(message)s")
+    return out
+
+
+def main() -> int:
+    global _out
+    childproc.watch_parent()
+    _out = take_stdout()
     try:
         job = json.loads(sys.stdin.read())
         module, _, name = job["function"].partition(":")

@@ -56,14 +56,14 @@ def backend_versions(name: str | None) -> dict[str, Any]:
     """The backend's version and the versions of the vendor libraries it declares."""
     if not name:
         return {}
-    from ..plugins import get_manager
-    from ..util import library_versions
+    from ..plugins import backend_libraries, get_manager
 
     rec = get_manager().records.get(name)
     if rec is None or rec.info is None:
         return {"name": name}
     return {"name": name, "version": rec.info.version, "distribution": rec.distribution,
-            "libraries": library_versions(rec.info.libraries)}
+            "libraries": backend_libraries(rec), "environment": rec.where,
+            "python_version": rec.to_dict()["python_version"]}
 
 
 def stats(values: Sequence[float | None]) -> dict[str, float | None]:

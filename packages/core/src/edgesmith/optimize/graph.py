@@ -22,12 +22,16 @@ class Edge:
         return f"{self.op} {self.src} → {self.dst} [{self.backend}]"
 
 
-def edges(infos: Mapping[str, BackendInfo]) -> list[Edge]:
+def edges(infos: Mapping[str, BackendInfo], architecture: str | None = None) -> list[Edge]:
+    """Every convert, quantize and compile edge; with ``architecture``, only of
+    operations that take that model type."""
+    from ..architectures import refusal
+
     out = []
     for name, info in sorted(infos.items()):
-        for op, pairs in (("convert", info.converts), ("quantize", info.quantizes),
-                          ("compile", info.compiles)):
-            out += [Edge(op, name, a, b) for a, b in pairs]
+        for kind in ("convert", "quantize", "compile"):
+            pairs = dict.fromkeys((o.source, o.format) for o in info.ops(kind) if not refusal(o, architecture))
+            out += [Edge(kind, name, a, b) for a, b in pairs]
     return out
 
 

@@ -95,7 +95,11 @@ def optimize(
     path = path.resolve()
     fmt = _check_model(path, allow_pickle)
     records = {r.name: r for r in api.backends()}
-    plan = plan_mod.build(path, fmt, names, rec.known, records, machine)
+    from .. import formats
+    from ..architectures import model_type
+
+    plan = plan_mod.build(path, fmt, names, rec.known, records, machine,
+                          architecture=model_type(formats.detect(path)))
     plan.notes.insert(0, f"targets: {how}" if how else f"targets: {', '.join(names)}")
     if not any(t.backend for t in plan.targets):
         raise UserError("no target can be built here: " + "; ".join(f"{t.name}: {t.skipped}" for t in plan.targets)

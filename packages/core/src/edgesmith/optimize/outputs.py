@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..measure import definitions
+from ..measure.common import backend_versions
 
 SCHEMA = "edgesmith.optimize/1"
 
@@ -46,6 +47,10 @@ def summary(plan: Any, recipe: Any, machine: Any, steps: dict[str, Any], results
         "steps": steps,
         "bandwidth": bw,
         "definitions": {**definitions.BENCH, **definitions.EVAL},
+        # Each backend that built or measured something: its version, the
+        # environment it ran in and that environment's vendor versions.
+        "backends": {name: backend_versions(name) for name in
+                     sorted({r["backend"] for res in results for r in res["rows"] if r.get("backend")})},
         "targets": targets,
     }
 

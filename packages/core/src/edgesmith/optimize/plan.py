@@ -152,10 +152,21 @@ def _why_not(name: str, fmt: str, records: Mapping[str, BackendRecord]) -> str:
     return f"{name} does not generate text" + (f": {note}" if note else f" from {fmt}")
 
 
+def _architecture_refusal(info: BackendInfo, fmt: str, architecture: str | None) -> str | None:
+    """Why ``info``'s backend cannot take this architecture into ``fmt``: its
+    first refusal among the operations that write ``fmt``, or None."""
+    from ..architectures import refusal
+
+    return next((w for o in info.operations if o.format == fmt and (w := refusal(o, architecture))), None)
+
+
 def build(model: Path, model_format: str, names: list[str], known: Mapping[str, Target],
-          records: Mapping[str, BackendRecord], machine: Any) -> Plan:
+          records: Mapping[str, BackendRecord], machine: Any, architecture: str | None = None) -> Plan:
+    """Plan every target in ``names``; ``architecture`` (the model's model_type)
+    keeps out operations that do not take it, and a target whose backend
+    takes none is refused here, before anything is built."""
     infos = _usable(records)
-    edges = graph.edges(infos)
+    edges = graph.edges(infos, architecture)
     plan = Plan(model=model, model_format=model_format)
     hub, hub_key = model_format, "model"
     if model_format != "hf":
@@ -167,13 +178,15 @@ def build(model: Path, model_format: str, names: list[str], known: Mapping[str, 
             hub = "hf"
             plan.notes.append(f"import: {model_format} → hf once; every target starts from it")
     for name in names:
-        plan.targets.append(_target(plan, known[name], known, hub, hub_key, edges, infos, records, machine))
+        plan.targets.append(_target(plan, known[name], known, hub, hub_key, edges, infos, records, machine,
+                                    architecture=architecture))
     return plan
 
 
 def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_key: str,
             edges: list[graph.Edge], infos: Mapping[str, BackendInfo],
-            records: Mapping[str, BackendRecord], machine: Any, fell_back_from: str | None = None) -> TargetPlan:
+            records: Mapping[str, BackendRecord], machine: Any, fell_back_from: str | None = None,
+            architecture: str | None = None) -> TargetPlan:
     tp = TargetPlan(name=fell_back_from or t.name, title=t.title, device=t.device,
                     present=bool(t.present(machine)))
     backend = next((b for b in t.backends if b in infos and t.format in infos[b].generation_formats()),
@@ -183,7 +196,8 @@ def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_ke
         would = _would_be_route(t, hub, edges)
         if t.fallback and t.fallback in known:
             fb = known[t.fallback]
-            sub = _target(plan, fb, known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name)
+            sub = _target(plan, fb, known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name,
+                          architecture=architecture)
             sub.notes.insert(0, f"no installed backend generates text on this device ({why})"
                                 + (f"; the route {would} exists for fixed-shape models" if would else "")
                                 + f"; planned {fb.title} instead")
@@ -191,6 +205,11 @@ def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_ke
         tp.skipped = why
         return tp
     info = infos[backend]
+    load = next(o for o in info.ops("load", t.format) if o.generates)
+    refused = _architecture_refusal(BackendInfo(backend, "", operations=(load,)), t.format, architecture)
+    if refused:
+        tp.skipped = f"{backend} {refused}"
+        return tp
     tp.backend = backend
     # Quantize from the target format itself when the backend can, so the base runs
     # and serves as the reference; otherwise from whatever it quantizes into it.
@@ -198,7 +217,10 @@ def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_ke
     base_fmt = t.format if (t.format in sources or not sources) else sources[0]
     route = graph.route(edges, hub, base_fmt, prefer=(backend,))
     if route is None:
-        tp.skipped = f"no installed backend converts {hub} to {base_fmt}"
+        # Refused by architecture (those edges are not in the graph), or no route at all.
+        refused = _architecture_refusal(info, base_fmt, architecture)
+        tp.skipped = f"{backend} {refused}" if refused else f"no installed backend converts {hub} to {base_fmt}"
+        tp.backend = None
         return tp
     base_opts = dict(t.device_options if tp.present and t.device_options else t.base_options)
     if not tp.present:

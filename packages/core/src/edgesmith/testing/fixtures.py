@@ -2,6 +2,10 @@
 
 - ``tiny_model(arch="llama", **sizes)`` builds a tiny checkpoint once per
   session and returns its path.
+- ``arch_model(arch, **options)`` does the same for the architecture matrix
+  (:data:`edgesmith.testing.archs.ARCHITECTURES`: Llama 3.2, Qwen2.5, Qwen3,
+  Gemma 3, Phi-3.5, Phi-4-mini, SmolLM2), faithful to the published configs,
+  in a directory named ``checkpoint``.
 - ``offline`` (autouse) sets :data:`edgesmith.offline.OFFLINE_ENV` and
   refuses any socket connection outside the loopback range and any DNS
   lookup of a non-local name, so a test that would reach the network fails
@@ -26,6 +30,7 @@ from typing import Any
 import pytest
 
 from ..offline import OFFLINE_ENV, child_env
+from .archs import arch_checkpoint
 from .tiny import tiny_checkpoint
 
 __all__ = ["NETWORK_ATTEMPTS", "OFFLINE_ENV", "env_offline", "network_guard"]
@@ -43,6 +48,39 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         key = (arch, tuple(sorted(sizes.items())))
         if key not in cache:
             cache[key] = tiny_checkpoint(tmp_path_factory.mktemp(f"tiny-{arch}"), arch, **sizes)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def arch_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    cache: dict[tuple, Path] = {}
+
+    def make(arch: str, **options: Any) -> Path:
+        key = (arch, tuple(sorted(options.items())))
+        if key not in cache:
+            # A neutral directory name, like a hub snapshot's: converters that read the
+            # model's name from it (llama.cpp's) get no hint from the architecture's name.
+            cache[key] = arch_checkpoint(tmp_path_factory.mktemp(f"arch-{arch}") / "checkpoint", arch, **options)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def arch_conversion(arch_model: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """``arch_conversion(arch, fmt, backend, **kwargs)``: ``arch_model(arch)`` converted to
+    ``fmt`` by ``backend`` (``edgesmith.api.convert`` keyword arguments), once per session."""
+    cache: dict[tuple, Any] = {}
+
+    def make(arch: str, fmt: str, backend: str, **kwargs: Any) -> Any:
+        from ..api import convert
+
+        key = (arch, fmt, backend, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"{fmt}-{arch}") / fmt
+            cache[key] = convert(arch_model(arch), fmt, out, backend=backend, **kwargs)
         return cache[key]
 
     return make
