@@ -35,6 +35,8 @@ def properties(opts: Mapping[str, Any], dev: str) -> dict[str, Any]:
     props: dict[str, Any] = {"PERFORMANCE_HINT": opts["performance_hint"]}
     if "inference_precision" in opts:
         props["INFERENCE_PRECISION_HINT"] = opts["inference_precision"]
+    if "kv_cache_precision" in opts:
+        props["KV_CACHE_PRECISION"] = opts["kv_cache_precision"]
     if "num_streams" in opts:
         props["NUM_STREAMS"] = str(opts["num_streams"])
     if dev != "NPU" and ("max_prompt_len" in opts or "min_response_len" in opts):

@@ -58,6 +58,9 @@ COMPILE_OPTIONS = (
            choices=("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
     Option("inference_precision", "dtype", "execution precision (device default when unset)",
            choices=("f32", "bf16", "f16")),
+    Option("kv_cache_precision", "choice", "precision of an LLM's KV cache (device default when unset: "
+           "the CPU keeps it compressed, which moves decode log-probabilities by about 0.02)",
+           choices=("f32", "f16", "u8")),
     Option("num_streams", "int", "parallel inference streams (device default when unset)",
            min=1, max=256),
     Option("max_prompt_len", "int", "NPU only: the static prompt length the LLM is compiled for "

@@ -65,6 +65,11 @@ class _Group(click.Group):
             _fail(exc, "interrupted; no output was left behind", 130, prefix="edgesmith: ")
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`edgesmith backends | head`): nothing to say, and
+            # nothing more to write; the final flush must not fail either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
                 _fail(exc, f"no space left on the device ({exc.filename or 'writing output'}); free some "

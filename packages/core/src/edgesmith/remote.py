@@ -82,10 +82,15 @@ class RemoteRunner(Runner):
         self._scratch = self._scratch_cm.__enter__()
         self._log: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._lock = threading.Lock()
-        self._proc = childproc.popen([str(env.python), "-m", "edgesmith.runnerhost"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     env=environments.child_env(ctx.threads))
         self._where = f"{backend} (in {env.path})"
+        try:
+            self._proc = childproc.popen([str(env.python), "-m", "edgesmith.runnerhost"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                         env=environments.child_env(ctx.threads))
+        except BaseException:
+            self._log.close()
+            self._scratch_cm.__exit__(None, None, None)
+            raise
         job = {"backend": backend, "label": op.label, "artifact": envside.artifact_dict(art),
                "options": dict(options), "context": _context(ctx), "scratch": str(self._scratch)}
         try:
