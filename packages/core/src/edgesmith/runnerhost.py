@@ -113,8 +113,7 @@ class _Host:
                 self.send(ok=True, result=getattr(self, method)(**msg.get("args", {})))
             except Exception as exc:  # reported to the parent, which raises it there
                 traceback.print_exc(file=sys.stderr)
-                self.send(ok=False, kind="user" if isinstance(exc, UserError) else "internal",
-                          error=str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+                self.send(ok=False, **_failure(exc))
 
 
 def main() -> int:
@@ -133,8 +132,7 @@ def main() -> int:
                                   "input_specs": _specs(r.input_specs)})
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        host.send(ok=False, kind="user" if isinstance(exc, UserError) else "internal",
-                  error=str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+        host.send(ok=False, **_failure(exc))
         return 1
     threading.Thread(target=host.read, name="edgesmith-host-reader", daemon=True).start()
     try:
@@ -142,6 +140,13 @@ def main() -> int:
     finally:
         host.runner.close()
     return 0
+
+
+def _failure(exc: Exception) -> dict[str, str]:
+    """How an exception travels to the parent: a user's error keeps its message."""
+    if isinstance(exc, UserError):
+        return {"kind": "user", "error": str(exc)}
+    return {"kind": "internal", "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _specs(specs: Any) -> Any:

@@ -269,6 +269,18 @@ def compare(checkpoint: str | Path, runner: Runner, *, label: str = "", max_posi
         tokenizer_mismatch=mismatch, chat_equal=chat)
 
 
+def assert_caught(result: Fidelity) -> list[str]:
+    """For a deliberately broken conversion (RoPE bases halved): the harness must
+    report it outside the scoring and greedy bounds, with the tokenizer still equal.
+    Its failures, printed with the row."""
+    failures = result.failures()
+    print(result.row(), *failures, sep="\n")
+    assert result.top1 < 0.5 and result.mean_kl > 1.0
+    assert [f.split(" ")[0] for f in failures] == ["top-1", "mean", "greedy"]
+    assert result.tokenizer_equal
+    return failures
+
+
 def copy_with_config(src: str | Path, dest: str | Path, **changes: Any) -> Path:
     """A copy of checkpoint ``src`` whose config.json has ``changes`` applied: a
     top-level key each, or ``rope_theta`` to scale every RoPE base in ``rope_parameters``
