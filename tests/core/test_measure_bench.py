@@ -64,7 +64,7 @@ def test_bench_reports_every_figure_and_survives_broken_artifacts(
                                    "--text", str(short_text), "--json"])
     assert out.exit_code == 4, out.output
     doc = json.loads(out.stdout)
-    assert doc["schema"] == "edgesmith.bench/1"
+    assert doc["schema"] == "edgesmith.bench/2"
     for key in ("ttft_s", "prefill_tps", "decode_tps", "peak_rss_mb", "roofline_fraction"):
         assert key in doc["definitions"]
     assert doc["settings"]["threads"] == 1 and doc["bandwidth"]["gb_per_s"] > 0
@@ -77,19 +77,57 @@ def test_bench_reports_every_figure_and_survives_broken_artifacts(
     assert not good["eos_early"]
     for key in ("ttft_s", "prefill_tps", "decode_tps"):
         s = good[key]
-        assert 0 < s["min"] <= s["median"] <= s["max"]
+        assert 0 < s["min"] <= s["median"] <= s["max"] and s["min"] <= s["mean"] <= s["max"]
+        assert s["n"] == 2 and s["sd"] >= 0 and s["lo"] <= s["mean"] <= s["hi"]
     assert good["load_s"] > 0 and good["peak_rss_mb"] > good["rss_before_load_mb"] > 1
     assert good["size_bytes"] >= good["weights_bytes"] > 0
-    expected = good["decode_tps"]["median"] * good["weights_bytes"] / (doc["bandwidth"]["gb_per_s"] * 1e9)
+    # decode reads every weight once but one row of the embedding table, not all of it
+    counted = good["decode_bytes"]
+    assert 0 < counted["bytes"] < good["weights_bytes"], counted
+    expected = good["decode_tps"]["mean"] * counted["bytes"] / (doc["bandwidth"]["gb_per_s"] * 1e9)
     assert good["roofline_fraction"] == pytest.approx(expected)
+    assert [t["name"] for t in good["tests"]] == ["pp12+tg3"]
     assert "could not be measured" in out.stderr and "SIGSEGV" in out.stderr
 
 
 def test_bench_table_and_usage_errors(bigram, short_text, tmp_path):  # noqa: F811
     out = CliRunner().invoke(CLI, ["bench", str(bigram), *FAST, "--text", str(short_text)])
     assert out.exit_code == 0, out.output
-    assert "decode tok/s" in out.stdout and bigram.name in out.stdout
+    assert "decode tok/s" in out.stdout and bigram.name in out.stdout and " ± " in out.stdout
     assert "measuring memory bandwidth" in out.stderr  # progress while it runs
     missing = CliRunner().invoke(CLI, ["bench", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_bench_shapes_sweeps_depths_and_llama_bench(bigram, short_text):  # noqa: F811
+    base = ["--threads", "1", "--text", str(short_text), "--bandwidth-mib", "8", "--json"]
+    out = CliRunner().invoke(CLI, ["bench", str(bigram), "-N", "8,16", "--depth", "4", "-M", "3", "-K", "2",
+                                   "--warmup", "0", *base])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.stdout)["artifacts"][0]
+    tests = {t["name"]: t for t in row["tests"]}
+    assert list(tests) == ["pp8+tg3", "pp16+tg3", "tg3@d4"]
+    assert [tests[n]["prompt_tokens"] for n in tests] == [8, 16, 4]
+    assert all(t["decode_tps"]["n"] == 2 for t in tests.values())
+    # the headline figures are the first test's; the KV cache it reads grows with the depth
+    assert row["decode_test"] == "pp8+tg3" and row["prompt_tokens"] == 8
+    kv = [tests[n]["decode_bytes"]["kv_cache"] for n in ("tg3@d4", "pp8+tg3", "pp16+tg3")]
+    assert kv[0] < kv[1] < kv[2], kv
+    out = CliRunner().invoke(CLI, ["bench", str(bigram), "--llama-bench", "-N", "16", "-M", "4", "-K", "2",
+                                   "--warmup", "0", *base])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    row = doc["artifacts"][0]
+    assert doc["settings"]["tests"] == ["pp16", "tg4"] and doc["settings"]["llama_bench"]
+    pp, tg = row["tests"]
+    assert pp["gen_tokens"] == 1 and pp["prefill_tps"]["n"] == 2 and pp["decode_tps"]["mean"] is None
+    assert tg["generated_tokens"] == [5, 5] and tg["prompt_tokens"] <= 2  # 4 decode steps from an empty cache
+    assert row["decode_test"] == "tg4" and row["prompt_tokens"] == 16
+    # a shape longer than the context is skipped with its reason; the others still run
+    ctx = json.loads((bigram / "config.json").read_text())["max_position_embeddings"]
+    out = CliRunner().invoke(CLI, ["bench", str(bigram), "-N", f"8,{ctx}", "-M", "3", "-K", "1", "--warmup", "0",
+                                   *base])
+    assert out.exit_code == 0, out.output
+    skipped = json.loads(out.stdout)["artifacts"][0]["tests"][1]
+    assert "do not fit the context" in skipped["skipped"]

@@ -103,11 +103,12 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
 
 def test_tokenizer_mismatch_is_reported_clearly(bigram, short_text, tiny_model):  # noqa: F811
     other = tiny_model("llama", vocab_size=448)
-    out = CliRunner().invoke(CLI, ["eval", str(other), "--reference", str(bigram), "--text",
+    out = CliRunner().invoke(CLI, ["eval", str(other), str(bigram), "--reference", str(bigram), "--text",
                                    str(short_text), *FAST, "--json"])
     assert out.exit_code == 4
-    row = json.loads(out.stdout)["artifacts"][0]
+    row, after = json.loads(out.stdout)["artifacts"]
     assert row["status"] == "error" and "tokenizer disagrees with the reference" in row["error"]
+    assert after["status"] == "ok" and after["top1"] == 1.0  # the failure costs only its own row
 
 
 def test_eval_usage_errors(bigram, tmp_path):  # noqa: F811

@@ -9,7 +9,7 @@ import pytest
 
 from edgesmith.measure.evaluate import evaluate
 from edgesmith.measure.gates import Gates
-from edgesmith.measure.text import windows
+from edgesmith.measure.text import scoring_order, windows
 
 from .test_measure_support import bigram, short_text  # noqa: F401 - fixtures
 
@@ -22,12 +22,13 @@ def test_reference_perplexity_matches_transformers_loss(bigram, short_text):  # 
     ours = doc["reference"]["perplexity"]
 
     tok = transformers.AutoTokenizer.from_pretrained(str(bigram))
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(bigram), torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(bigram), dtype=torch.float32)
     model.eval()
     ids = tok(short_text.read_text(), add_special_tokens=False)["input_ids"]
     total, count = 0.0, 0
     with torch.no_grad():
-        for a, b in windows(len(ids), 48, 3):
+        spans = windows(len(ids), 48)
+        for a, b in [spans[w] for w in scoring_order(len(spans))[:3]]:  # the windows eval scores first
             x = torch.tensor([ids[a:b]])
             loss = model(input_ids=x, labels=x).loss.item()  # mean over the b - a - 1 targets
             total += loss * (b - a - 1)

@@ -108,7 +108,9 @@ def test_cli_module_imports_light():
 
 
 def _bench_row(path: Path, size: int, decode: float) -> dict:
-    s = {"median": decode, "min": decode * 0.9, "max": decode * 1.1}
+    from edgesmith.measure.uncertainty import speed_figure
+
+    s = speed_figure([decode * 0.9, decode, decode * 1.1])
     return {"path": str(path), "name": path.name, "format": "hf", "size_bytes": size,
             "weights_bytes": size, "status": "ok", "backend": {"name": "ref"}, "load_s": 0.1,
             "ttft_s": s, "prefill_tps": s, "decode_tps": s, "peak_rss_mb": 50.0,
@@ -139,26 +141,28 @@ def test_report_joins_speed_and_quality_by_path(tmp_path):
     assert rows[1]["decode_tps"] == 120.0 and rows[1]["ppl_ratio"] == 1.04  # bench speed wins
     files = report.write(tmp_path / "r" / "page.html", bench=bench, evaluation=evaluation)
     assert sorted(p.name for p in files[1:]) == ["page-roofline.png", "page-size-quality.png",
-                                                 "page-size-speed.png", "page-speed.png"]
+                                                 "page-size-speed.png", "page-speed.png", "page-top1.png"]
     page = files[0].read_text()
-    assert page.count("data:image/png;base64,") == 4 and "killed by SIGSEGV" in page
+    assert page.count("data:image/png;base64,") == 5 and "killed by SIGSEGV" in page
+    assert "120.0 ± 12.0" in page  # speeds are mean ± sd
     assert "&lt;b&gt;t&lt;/b&gt;" in page  # model output is escaped, never markup
 
 
-def test_speed_gate_prefers_bench_figures(tmp_path):
-    from edgesmith.measure.evaluate import _row
+def test_speed_gate_reads_bench_figures_only():
+    from edgesmith.measure.uncertainty import speed_figure, speed_ratio
 
-    art = tmp_path / "q4"
-    art.mkdir()
-    (art / "model.safetensors").write_bytes(b"x" * 100)
-    smoke_ok = {"passed": True, "failures": [], "samples": []}
-    answer = {"ok": True, "result": {"backend": None, "perplexity": 10.0, "kl": 0.0, "top1": 1.0,
-                                     "scored_tokens": 10, "vocab": 5, "decode_tps": 90.0,
-                                     "smoke": smoke_ok}}
-    ref = {"perplexity": 10.0, "size_bytes": 400, "decode_tps": 100.0, "bench_decode_tps": 50.0}
-    row = _row(art, answer, ref, gates.Gates(), bench_tps=150.0)
-    assert row["speed_source"] == "bench" and row["speedup"] == pytest.approx(3.0)
-    rough = _row(art, answer, {**ref, "bench_decode_tps": None}, gates.Gates(), bench_tps=150.0)
-    assert rough["speed_source"] == "smoke test" and rough["speedup"] == pytest.approx(0.9)
-    assert {g["gate"]: g["passed"] for g in rough["gates"]}["min_speedup"] is False
-    assert rough["size_ratio"] == pytest.approx(0.25)
+    fast, slow = speed_figure([150, 152, 149, 151, 150]), speed_figure([50, 51, 49, 50, 50])
+    ratio = speed_ratio(fast, slow)
+    assert ratio["value"] == pytest.approx(3.0, rel=0.01) and ratio["lo"] < 3.0 < ratio["hi"]
+    smoke_ok = {"passed": True, "failures": []}
+    checks = {g["gate"]: g for g in gates.check(gates.Gates(), {"speedup": ratio["value"], "smoke": smoke_ok},
+                                                {"speedup": ratio})}
+    assert checks["min_speedup"]["state"] == "pass"
+    # no bench figure: the gate is not checked (a smoke test's timings are never used)
+    checks = {g["gate"]: g for g in gates.check(gates.Gates(), {"speedup": None, "smoke": smoke_ok})}
+    assert checks["min_speedup"]["state"] == "unchecked" and "--speed BENCH.json" in checks["min_speedup"]["detail"]
+    # 1.02 ± a lot: undecided, not a pass
+    noisy = speed_ratio(speed_figure([100, 140, 70]), speed_figure([100, 98, 101]))
+    checks = {g["gate"]: g for g in gates.check(gates.Gates(), {"speedup": noisy["value"], "smoke": smoke_ok},
+                                                {"speedup": noisy})}
+    assert checks["min_speedup"]["state"] == "undecided" and checks["min_speedup"]["passed"] is None

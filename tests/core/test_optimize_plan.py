@@ -132,8 +132,13 @@ def test_auto_follows_the_doctor_and_unknown_targets_are_refused():
         resolve(["tpu"], AMD, KNOWN)
 
 
-def _row(key, size, tps, ppl, verdict="pass", **kw):
+def _row(key, size, tps, ppl, verdict="pass", tps_half=2.0, ppl_half=0.01, **kw):
+    """A measured row: decode mean with its 95 % interval, perplexity ratio (reference 10.0) with its."""
+    ratio = ppl / 10.0
     return {"key": key, "label": key, "size_bytes": size, "decode_tps": tps, "perplexity": ppl,
+            "ppl_ratio": ratio, "decode": {"mean": tps, "sd": tps_half, "n": 5, "lo": tps - tps_half,
+                                           "hi": tps + tps_half},
+            "intervals": {"ppl_ratio": {"value": ratio, "lo": ratio - ppl_half, "hi": ratio + ppl_half}},
             "verdict": verdict, "errors": [], "gates": [], **kw}
 
 
@@ -146,9 +151,9 @@ def test_pareto_front_and_pick():
         r["pareto"] = r["key"] in choose.pareto(rows)
     key, why = choose.pick(rows, "speed", None)
     assert key == "q4" and "q2 (ppl_ratio 1.6 is over the limit)" in why
-    # q8's perplexity is within 0.5 % of f16's: a tie, so the faster one wins
+    # q8's perplexity ratio interval overlaps f16's: a tie, so the faster one wins
     assert choose.pick(rows, "quality", None)[0] == "q8"
-    rows[1]["perplexity"] = 10.2
+    rows[1].update(_row("q8", 145e6, 70, 10.3, pareto=True))
     assert choose.pick(rows, "quality", None)[0] == "f16"
     assert choose.pick(rows, "size", None)[0] == "q4"
     # a budget rules out what does not fit
@@ -158,6 +163,21 @@ def test_pareto_front_and_pick():
     assert choose.pick(rows, "speed", 50)[0] is None
 
 
-def test_speed_ties_go_to_the_smaller_artifact():
+def test_speed_ties_are_overlapping_intervals():
+    # 100 ± 2 and 98 ± 2 overlap: a tie, so the smaller one wins
     rows = [_row("a", 200e6, 100, 10.0), _row("b", 100e6, 98, 10.2)]
+    key, why = choose.pick(rows, "speed", None)
+    assert key == "b" and "tied within the noise with a" in why
+    # the same means measured tightly do not tie: the faster one wins
+    rows = [_row("a", 200e6, 100, 10.0, tps_half=0.5), _row("b", 100e6, 98, 10.2, tps_half=0.5)]
+    assert choose.pick(rows, "speed", None)[0] == "a"
+    # a 30 % gap inside a wide interval is still a tie: no verdict inside the noise
+    rows = [_row("a", 200e6, 130, 10.0, tps_half=40), _row("b", 100e6, 100, 10.2, tps_half=40)]
     assert choose.pick(rows, "speed", None)[0] == "b"
+
+
+def test_an_undecided_candidate_is_never_chosen():
+    rows = [_row("base", 200e6, 50, 10.0), _row("q4", 60e6, 150, 10.4, verdict="undecided",
+                                                failed=["undecided: top1 0.851: cannot tell from 0.85 yet"])]
+    key, why = choose.pick(rows, "speed", None)
+    assert key == "base" and "q4 (undecided: top1 0.851" in why and "not chosen until decided" in why

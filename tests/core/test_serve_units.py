@@ -120,7 +120,7 @@ def test_a_null_token_limit_counts_as_absent():
 
 def test_completion_body():
     assert schema.parse_completion({"prompt": ["one"], "max_tokens": 2}, 10).request.prompt == "one"
-    for bad in ({"prompt": [1, 2]}, {"prompt": ["a", "b"]}, {"prompt": "a", "echo": True}, {}):
+    for bad in ({"prompt": [1, "b"]}, {"prompt": ["a", "b"]}, {"prompt": "a", "echo": 1}, {}):
         with pytest.raises(BadRequest):
             schema.parse_completion(bad, 10)
     for empty in ({"prompt": ""}, {"prompt": [""]}):

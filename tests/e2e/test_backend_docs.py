@@ -16,7 +16,7 @@ import gen_options  # noqa: E402
 sys.path.remove(str(DOCS))
 
 
-@pytest.mark.parametrize("name", ["llamacpp", "olive", "openvino", "mlx", "qnn"])
+@pytest.mark.parametrize("name", ["llamacpp", "olive", "openvino", "mlx", "qnn", "transformers"])
 def test_options_reference_is_current(name):
     page = DOCS / "backends" / f"{name}.md"
     text = page.read_text()

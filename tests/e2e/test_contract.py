@@ -15,7 +15,7 @@ from edgesmith.errors import UserError
 from edgesmith.options import KINDS, parse
 from edgesmith.testing.fixtures import env_offline
 
-BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn")
+BACKENDS = ("llamacpp", "olive", "openvino", "mlx", "qnn", "transformers")
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -151,6 +151,17 @@ def test_a_second_install_keeps_and_upgrade_rebuilds(home):
     assert _ref(env)["status"] == "available"
 
 
+def test_a_failed_upgrade_keeps_the_old_environment(home):
+    env = home["env"]
+    before = _ref(env)
+    # The package's pins say numpy 2.3.5; asking for another cannot resolve.
+    bad = run("install", home["pkg"], "--upgrade", "--with", "numpy==2.2.0", env=env)
+    assert bad.returncode == 2 and "kept the old environment" in bad.stderr, bad.stderr
+    after = _ref(env)
+    assert after["status"] == "available" and after["libraries"] == before["libraries"] == PINNED
+    assert not list((home["home"] / "envs").glob(".*previous"))
+
+
 def test_listing_is_cached_and_follows_changes(home):
     env = home["env"]
     cache = home["home"] / "envs" / "refenv" / "edgesmith-describe.json"

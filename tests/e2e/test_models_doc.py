@@ -40,11 +40,13 @@ def _checkpoint(tmp_path: Path, architecture: str = "BertModel", model_type: str
     return d
 
 
-def test_inspect_of_an_encoder_offers_no_text_stack_and_says_why(tmp_path):
+def test_inspect_of_an_encoder_offers_only_the_encoder_exports_and_says_why(tmp_path):
     info = api.inspect(_checkpoint(tmp_path))
     assert info["model_type"] == "bert"
-    assert not {"llamacpp", "openvino", "mlx", "olive"} & set(info["backends"]), info["backends"]
-    assert {"llamacpp", "openvino", "mlx", "olive"} <= set(info["refused"])
+    assert not {"llamacpp", "mlx"} & set(info["backends"]), info["backends"]
+    # Olive and OpenVINO export it as an encoder (feature extraction), not as a text generator.
+    assert info["backends"]["olive"]["convert"] == ["onnx"] and info["backends"]["openvino"]["convert"] == ["openvino"]
+    assert {"llamacpp", "mlx"} <= set(info["refused"])
     assert "does not take bert models" in info["refused"]["llamacpp"][0]
 
 

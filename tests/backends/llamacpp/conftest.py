@@ -16,6 +16,16 @@ from edgesmith.testing import tiny as tiny_mod  # noqa: E402
 ARCHS = ("llama", "qwen2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _direct_llama_loads_as_edgesmith_loads():
+    """The tests that call llama-cpp-python directly load as edgesmith does (repack auto:
+    extra buffers off on AMX CPUs, where llama.cpp's AMX buffers crash at prefill)."""
+    from edgesmith_llamacpp.runner import extra_buffers, repack_wanted
+
+    with extra_buffers(repack_wanted("auto")):
+        yield
+
+
 @pytest.fixture(scope="session")
 def gguf_of(tiny_model, tmp_path_factory) -> Callable[..., Path]:
     """``gguf_of(arch, dtype="f16")``: the tiny checkpoint converted to GGUF (a directory)."""

@@ -10,6 +10,7 @@ import pytest
 from edgesmith import api
 from edgesmith.types import RunRequest
 from edgesmith.util import physical_cores
+from edgesmith_llamacpp.runner import repack_wanted
 
 
 def test_greedy_matches_llama_cpp_directly(quantized_of) -> None:
@@ -95,3 +96,16 @@ def test_cli_convert_quantize_run(tiny_model, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = cli("compile", str(q4), "--device", "cpu", "-o", str(tmp_path / "c"), "--backend", "llamacpp")
     assert r.returncode == 2 and "no ahead-of-time compile step" in r.stderr
+
+
+def test_repack_follows_the_option_and_the_cpu(gguf_of) -> None:
+    amx = "amx_int8" in Path("/proc/cpuinfo").read_text(errors="replace")
+    assert repack_wanted("auto") is not amx
+    assert repack_wanted("on") and not repack_wanted("off")
+    # off works everywhere: a multi-token prefill and the same greedy tokens as the default
+    path = gguf_of("llama")
+    outs = []
+    for choice in ("auto", "off"):
+        with api.load(path, backend="llamacpp", options={"repack": choice}, threads=1) as runner:
+            outs.append(runner.generate(RunRequest(prompt="The morning train left the valley", max_tokens=6)).token_ids)
+    assert outs[0] == outs[1]

@@ -119,16 +119,17 @@ def test_declared_operations():
     from edgesmith_olive.plugin import edgesmith_backend
 
     ops = {op["label"]: op for op in edgesmith_backend().to_dict()["operations"]}
-    assert list(ops) == ["convert hf->onnx", "quantize onnx (bundle)", "quantize onnx (static)",
+    assert list(ops) == ["convert hf->onnx", "convert hf->onnx (encoder)", "quantize onnx (bundle)", "quantize onnx (static)",
                          "quantize hf->onnx (gptq)", "compile onnx", "load onnx"]
     names = {label: [o["name"] for o in op["options"]] for label, op in ops.items()}
     assert names == {
         "convert hf->onnx": ["dtype", "provider", "block_size", "accuracy_level"],
+        "convert hf->onnx (encoder)": ["seq_len"],
         "quantize onnx (bundle)": ["accuracy_level", "provider"],
         "quantize onnx (static)": ["provider", "per_channel", "calibrate_method", "samples", "activation_type"],
         "quantize hf->onnx (gptq)": ["accuracy_level", "provider", "seq_len", "samples"],
         "compile onnx": ["level", "provider", "measure"],
-        "load onnx": ["provider"],
+        "load onnx": ["provider", "truncate"],
     }
     assert ops["quantize onnx (static)"]["activations"] and ops["quantize onnx (static)"]["schemes"] == []
     assert not ops["quantize onnx (bundle)"]["activations"]
@@ -136,7 +137,7 @@ def test_declared_operations():
     assert "int4_gptq" not in ops["quantize onnx (bundle)"]["schemes"]
     assert ops["quantize hf->onnx (gptq)"]["schemes"] == ["int4_gptq"]
     assert {op["handler"] for op in ops.values()} == {
-        "edgesmith_olive.convert:convert", "edgesmith_olive.quantize:quantize", "edgesmith_olive.static:quantize",
+        "edgesmith_olive.convert:convert", "edgesmith_olive.encoder:export", "edgesmith_olive.quantize:quantize", "edgesmith_olive.static:quantize",
         "edgesmith_olive.gptq:quantize", "edgesmith_olive.compile:compile_bundle", "edgesmith_olive.runner:load"}
 
 

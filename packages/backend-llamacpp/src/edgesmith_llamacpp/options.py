@@ -42,4 +42,7 @@ LOAD_OPTIONS = (
            min=1, max=MAX_CTX),
     Option("kv_cache", "choice", "type of the KV cache: llama.cpp's f16, or f32 to run a full-precision "
            "GGUF without rounding the attention keys and values", default="f16", choices=("f16", "f32")),
+    Option("repack", "choice", "llama.cpp's extra weight buffers (repacked/AMX layouts): auto is on, except on "
+           "CPUs with AMX, where they crash at prefill with llama-cpp-python 0.3.36", default="auto",
+           choices=("auto", "on", "off")),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -53,12 +54,50 @@ def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> LlamaC
     kv = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} \
         if options.get("kv_cache") == "f32" else {}
     try:
-        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
-                    n_threads_batch=threads, n_gpu_layers=0, verbose=False, **kv)
+        with extra_buffers(repack_wanted(options.get("repack", "auto"))):
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_threads=threads,
+                        n_threads_batch=threads, n_gpu_layers=0, verbose=False, **kv)
     except ValueError as e:
         raise UserError(f"llama.cpp could not load {path} ({e}); the file may be truncated, "
                         f"corrupt, or of an architecture this llama.cpp does not know") from None
     return LlamaCppRunner(llm, path, threads)
+
+
+def repack_wanted(choice: str) -> bool:
+    """Whether llama.cpp may put weights in its extra buffer types. On an AMX CPU
+    (seen: a Sapphire Rapids VM) ggml's AMX buffers segfault in the first
+    multi-token decode, so auto leaves them off there."""
+    if choice != "auto":
+        return choice == "on"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return True
+    return "amx_int8" not in flags
+
+
+@contextlib.contextmanager
+def extra_buffers(on: bool) -> Iterator[None]:
+    """Llama() takes no argument for llama_model_params.use_extra_bufts: hand it
+    default parameters with the field set, for this construction only."""
+    import llama_cpp.llama as llama_module
+
+    if on:
+        yield
+        return
+    bindings = llama_module.llama_cpp  # the ctypes module llama.py calls through
+    default = bindings.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = default
 
 
 class LlamaCppRunner(Runner):

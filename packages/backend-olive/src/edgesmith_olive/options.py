@@ -84,8 +84,16 @@ COMPILE = (
     Option("measure", "bool", "time loading the source and the result, into the manifest", default=False),
 )
 
+#: convert hf->onnx of an encoder (torch.onnx, fixed shape).
+ENCODER = (
+    Option("seq_len", "int", "tokens of the exported graph (batch 1, fixed so NPUs take it); "
+           "longer texts are cut", default=128, min=8, max=8192),
+)
+
 #: load onnx (run a GenAI bundle or a plain graph).
 LOAD = (
     Option("provider", "choice", "execution provider (this build runs on the CPU only)", default="cpu",
            choices=("cpu",)),
+    Option("truncate", "bool", "encoders: cut a text longer than the graph's tokens (false: refuse it)",
+           default=True),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from edgesmith.encoders import ENCODER_TYPES
 from edgesmith.hookspecs import hookimpl
 from edgesmith.types import BackendInfo, Operation
 
@@ -16,7 +17,7 @@ from . import __version__
 
 # The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
 from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
-from .options import BUNDLE, COMPILE, CONVERT, GPTQ, LOAD, STATIC
+from .options import BUNDLE, COMPILE, CONVERT, ENCODER, GPTQ, LOAD, STATIC
 from .schemes import BUNDLE_SCHEMES, GPTQ_SCHEMES
 
 NAME = "olive"
@@ -43,8 +44,11 @@ def _check() -> str | None:
 #: (tests/backends/olive/test_architectures.py) with Olive 0.13 and onnxruntime-genai 0.11.4
 #: plus the backend's patches (pins.txt); model_type names.
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
-UNSUPPORTED = {"bert": "ModelBuilder builds causal language models only; quantize an encoder's own "
-                       "ONNX export instead (quantize onnx, static)"}
+_ENCODER_ROUTE = "ModelBuilder builds causal language models only; encoders take convert hf->onnx (encoder)"
+UNSUPPORTED = {name: _ENCODER_ROUTE for name in ENCODER_TYPES}
+#: Causal LMs refused by the encoder exporter, with the route that takes them.
+_LM_ROUTE = {name: "a causal LM: ModelBuilder's convert hf->onnx takes it (drop -O seq_len)"
+             for name in ARCHITECTURES}
 
 #: Every operation, in the order ``edgesmith backends olive`` lists them.
 OPERATIONS = (
@@ -52,6 +56,10 @@ OPERATIONS = (
               architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="Hugging Face causal LM to an ONNX Runtime GenAI bundle (ModelBuilder: "
               "f32, f16, int4 RTN) for the provider of your choice"),
+    Operation("convert", "hf", "edgesmith_olive.encoder:export", format="onnx", options=ENCODER,
+              variant="encoder", architectures=ENCODER_TYPES, unsupported=_LM_ROUTE,
+              summary="Hugging Face encoder (BERT, MiniLM, RoBERTa, MPNet, DistilBERT) to a fixed-shape "
+              "ONNX graph (torch.onnx; last_hidden_state, pooler_output), tokenizer and pooling kept"),
     Operation("quantize", "onnx", "edgesmith_olive.quantize:quantize", options=BUNDLE,
               schemes=BUNDLE_SCHEMES, variant="bundle",
               summary="a GenAI bundle, weight-only: int4 RTN/HQQ, int8 (MatMulNBits), int8 dynamic, "
@@ -68,8 +76,8 @@ OPERATIONS = (
               devices=("cpu",),
               summary="ahead-of-time ONNX Runtime graph optimization of a GenAI bundle"),
     Operation("load", "onnx", "edgesmith_olive.runner:load", options=LOAD, devices=("cpu",),
-              summary="runs GenAI bundles (generate) and plain ONNX graphs (--input NAME=FILE.npy) "
-              "on the CPU"),
+              summary="runs GenAI bundles (generate), encoders (-p TEXT: the embedding) and plain "
+              "ONNX graphs (--input NAME=FILE.npy) on the CPU"),
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesmith import encoders
 from edgesmith.errors import UserError
 from edgesmith.graphinputs import dims_of
 from edgesmith.graphrunner import GraphRunner as ArrayGraphRunner
@@ -34,15 +35,16 @@ def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> Runner
     directory = Path(artifact.directory)
     if not (directory / bundle.GENAI_CONFIG).is_file():
         # Not a GenAI bundle: an encoder or vision graph, run through ONNX Runtime.
-        return GraphRunner(Path(artifact.main_file), ctx)
+        return GraphRunner(Path(artifact.main_file), ctx, truncate=options.get("truncate", True))
     directory = bundle.genai_dir(directory)
     return GenAIRunner(directory, ctx)
 
 
 class GraphRunner(ArrayGraphRunner):
-    """A plain ONNX graph on ONNX Runtime's CPU provider: ``infer`` only."""
+    """A plain ONNX graph on ONNX Runtime's CPU provider: ``infer``; an encoder
+    export (config.json names an encoder beside it) also embeds ``-p TEXT``."""
 
-    def __init__(self, model: Path, ctx: Context):
+    def __init__(self, model: Path, ctx: Context, truncate: bool = True):
         import onnxruntime as ort
 
         if model.is_dir() or model.suffix != ".onnx":
@@ -57,6 +59,15 @@ class GraphRunner(ArrayGraphRunner):
                             "check the file or re-export it") from None
         self.model_path = model
         self.input_specs = {i.name: (dims_of(i.shape), ort_dtype(i.type)) for i in self.session.get_inputs()}
+        self.encoder = None
+        if encoders.is_encoder_dir(model.parent):
+            self.encoder = encoders.TextEncoder(model.parent, self.input_specs, truncate=truncate)
+            self.context_length = self.encoder.max_len
+
+    def generate(self, request: RunRequest, on_text: Any = None) -> Any:
+        if self.encoder is None:
+            return super().generate(request, on_text)
+        return encoders.generate(self, self.encoder, request, on_text)
 
     def run_graph(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(None, feed)

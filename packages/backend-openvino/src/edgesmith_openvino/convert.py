@@ -36,12 +36,7 @@ def hf_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Conte
     check_tokenizer(src)  # openvino-genai needs it
     ctx.progress("loading optimum-intel", None, None)
     stack.quiet()
-    try:
-        from optimum.exporters.openvino import main_export
-        from optimum.intel import OVConfig
-    except ImportError as exc:
-        raise UserError(f"Hugging Face export needs optimum-intel ({exc}), a dependency of "
-                        f"edgesmith-openvino; reinstall it (edgesmith install openvino --upgrade)") from None
+    main_export, OVConfig = optimum_exporter()
     ctx.progress(f"exporting {cfg.get('model_type')} to OpenVINO IR ({dtype})", None, None)
     try:
         # An explicit OVConfig without a quantization config keeps optimum from
@@ -125,3 +120,14 @@ def onnx_to_ir(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Con
         "native_command": f"ovc {path} --output_model OUTPUT/openvino_model.xml"
                           + ("" if dtype == "fp16" else " --compress_to_fp16=False"),
     })
+
+
+def optimum_exporter() -> tuple[Any, Any]:
+    """optimum-intel's ``main_export`` and ``OVConfig``, imported only when an export runs."""
+    try:
+        from optimum.exporters.openvino import main_export
+        from optimum.intel import OVConfig
+    except ImportError as exc:
+        raise UserError(f"Hugging Face export needs optimum-intel ({exc}), a dependency of "
+                        f"edgesmith-openvino; reinstall it (edgesmith install openvino --upgrade)") from None
+    return main_export, OVConfig

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesmith import encoders
 from edgesmith.errors import BackendError, UserError
 from edgesmith.graphinputs import InputSpec, describe_inputs
 from edgesmith.graphrunner import GraphRunner as ArrayGraphRunner
@@ -20,9 +21,10 @@ from . import stack
 
 
 class GraphRunner(ArrayGraphRunner):
-    """``infer`` only: there is no tokenizer and nothing to generate."""
+    """``infer``; an encoder (config.json beside it names one) also embeds ``-p TEXT``."""
 
-    def __init__(self, xml: Path, device: str, props: dict[str, Any], blob: Path | None):
+    def __init__(self, xml: Path, device: str, props: dict[str, Any], blob: Path | None,
+                 truncate: bool = True):
         core = stack.core()
         self._xml = xml
         self.from_blob = blob is not None
@@ -43,6 +45,15 @@ class GraphRunner(ArrayGraphRunner):
         self._request: Any = self._compiled.create_infer_request()
         self.input_specs = input_specs(self._compiled.inputs)
         self._outputs = [_port_name(p, i, "output") for i, p in enumerate(self._compiled.outputs)]
+        self.encoder = None
+        if encoders.is_encoder_dir(xml.parent):
+            self.encoder = encoders.TextEncoder(xml.parent, self.input_specs, truncate=truncate)
+            self.context_length = self.encoder.max_len
+
+    def generate(self, request: Any, on_text: Any = None) -> Any:
+        if self.encoder is None:
+            return super().generate(request, on_text)
+        return encoders.generate(self, self.encoder, request, on_text)
 
     def takes_arrays(self) -> UserError:
         if {"input_ids", "beam_idx"} <= set(self.input_specs):  # a stateful LLM as optimum-intel exports it

@@ -23,6 +23,12 @@ HF_OPTIONS = (
     Option("dtype", "dtype", "weight precision of the IR", default="f16", choices=("f16", "f32")),
     Option("task", "str", "optimum export task", default="text-generation-with-past"),
 )
+#: convert hf->openvino of an encoder (feature extraction, fixed shape).
+ENCODER_OPTIONS = (
+    Option("dtype", "dtype", "weight precision of the IR", default="f32", choices=("f32", "f16")),
+    Option("seq_len", "int", "tokens of the IR's fixed shape (batch 1); longer texts are cut",
+           default=128, min=8, max=8192),
+)
 #: convert onnx->openvino.
 ONNX_OPTIONS = (
     Option("dtype", "dtype", "weight precision of the IR", default="f32", choices=("f32", "f16")),
@@ -74,4 +80,6 @@ COMPILE_OPTIONS = (
 LOAD_OPTIONS = (
     Option("device", "choice", "device to run on (default cpu, or the device a compiled output "
            "was made for)", choices=("cpu", "gpu", "npu", "auto")),
+    Option("truncate", "bool", "encoders: cut a text longer than the IR's tokens (false: refuse it)",
+           default=True),
 )

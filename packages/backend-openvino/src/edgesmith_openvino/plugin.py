@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 
+from edgesmith.encoders import ENCODER_TYPES
 from edgesmith.hookspecs import hookimpl
 from edgesmith.types import BackendInfo, Operation
 
@@ -16,7 +17,15 @@ from . import __version__
 
 # The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
 from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
-from .options import COMPILE_OPTIONS, HF_OPTIONS, LOAD_OPTIONS, ONNX_OPTIONS, PTQ_OPTIONS, WEIGHT_OPTIONS
+from .options import (
+    COMPILE_OPTIONS,
+    ENCODER_OPTIONS,
+    HF_OPTIONS,
+    LOAD_OPTIONS,
+    ONNX_OPTIONS,
+    PTQ_OPTIONS,
+    WEIGHT_OPTIONS,
+)
 from .schemes import PTQ_SCHEME, WEIGHT_SCHEMES
 
 NAME = "openvino"
@@ -45,9 +54,11 @@ DEVICES = ("cpu", "gpu", "npu", "auto")
 #: What hf->IR export takes, held to transformers by tests/backends/openvino/test_architectures.py
 #: with optimum-intel 2.2.0 on transformers 5.0.0 (pins.txt); model_type names.
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text", "phi3")
-UNSUPPORTED = {
-    "bert": "it exports text generators; export an encoder to ONNX and convert that (onnx->openvino)",
-}
+UNSUPPORTED = {name: "it exports text generators; encoders take convert hf->openvino (encoder)"
+               for name in ENCODER_TYPES}
+#: Causal LMs refused by the encoder export, with the route that takes them.
+_LM_ROUTE = {name: "a causal LM: the text-generation convert hf->openvino takes it (drop -O seq_len)"
+             for name in ARCHITECTURES}
 _QUANTIZE = "edgesmith_openvino.quantize:quantize"
 
 #: Every operation, in the order ``edgesmith backends openvino`` lists them.
@@ -55,6 +66,10 @@ OPERATIONS = (
     Operation("convert", "hf", "edgesmith_openvino.convert:hf_to_ir", format="openvino",
               options=HF_OPTIONS, architectures=ARCHITECTURES, unsupported=UNSUPPORTED,
               summary="Hugging Face causal LM to a stateful IR with its tokenizer (optimum-intel; fp16, fp32)"),
+    Operation("convert", "hf", "edgesmith_openvino.encoder:hf_encoder_to_ir", format="openvino",
+              options=ENCODER_OPTIONS, variant="encoder", architectures=ENCODER_TYPES, unsupported=_LM_ROUTE,
+              summary="Hugging Face encoder (BERT, MiniLM, RoBERTa, MPNet, DistilBERT) for feature "
+              "extraction (optimum-intel), fixed shape, tokenizer and pooling kept"),
     Operation("convert", "onnx", "edgesmith_openvino.convert:onnx_to_ir", format="openvino",
               options=ONNX_OPTIONS, summary="ONNX graph to IR, names and shapes kept (fp32, fp16)"),
     Operation("quantize", "openvino", _QUANTIZE, options=WEIGHT_OPTIONS, schemes=tuple(WEIGHT_SCHEMES),

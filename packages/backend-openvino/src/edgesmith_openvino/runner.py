@@ -42,7 +42,8 @@ def load(artifact: Artifact, opts: Mapping[str, Any], ctx: Context) -> Runner:
         xml = stack.ir_file(artifact)
         check_device(stack.core(), device)
         blob = directory / compiled["blob"] if same and compiled.get("blob") else None
-        return GraphRunner(xml, device, props, blob if blob is not None and blob.is_file() else None)
+        return GraphRunner(xml, device, props, blob if blob is not None and blob.is_file() else None,
+                           truncate=opts.get("truncate", True))
     if not (directory / stack.TOKENIZER_IR[1]).is_file():
         raise stack.missing_tokenizer(directory)
     return OpenVINORunner(directory, device, props, compiled if same else {})

@@ -143,13 +143,16 @@ def save(model: Any, path: Path) -> None:
 
 
 def copy_side_files(src_dir: Path, output: Path) -> list[str]:
+    from edgesmith.encoders import copy_encoder_files
+
     copied = []
     for name in SIDE_FILES:
         f = src_dir / name
         if f.is_file():
             shutil.copy2(f, output / name)
             copied.append(name)
-    return copied
+    # an encoder's pooling (sentence-transformers' modules.json, 1_Pooling/) travels too
+    return copied + copy_encoder_files(src_dir, output)
 
 
 def clamp_huge_constants(model: Any, limit: float) -> int:

@@ -80,7 +80,9 @@ COMPILE_OPTIONS = (
 )
 
 #: load qnn and onnx (on the HTP).
-LOAD_OPTIONS = (CPU_FALLBACK, *TARGET)
+LOAD_OPTIONS = (CPU_FALLBACK, *TARGET,
+                Option("truncate", "bool", "encoders: cut a text longer than the graph's tokens "
+                       "(false: refuse it)", default=True))
 
 
 def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:

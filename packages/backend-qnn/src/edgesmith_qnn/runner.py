@@ -28,6 +28,8 @@ from . import ep, graph
 
 class QnnRunner(Runner):
     def __init__(self, path: Path, opts: Mapping[str, Any], threads: int | None = None):
+        from edgesmith import encoders
+
         """``opts``: parsed :data:`edgesmith_qnn.options.LOAD_OPTIONS`."""
         self.path = path
         self.cpu_fallback = opts["cpu_fallback"]
@@ -47,6 +49,12 @@ class QnnRunner(Runner):
         # (encoders, vision) is inference only.
         self._lm_len = self._causal_window()
         self.context_length = self._lm_len
+        # An encoder export (config.json beside it names one) embeds -p TEXT.
+        self.encoder = None
+        if not self._lm_len and encoders.is_encoder_dir(path.parent):
+            self.encoder = encoders.TextEncoder(path.parent, self.input_specs,
+                                                truncate=opts.get("truncate", True))
+            self.context_length = self.encoder.max_len
         #: Timings of the last :meth:`infer` call.
         self.last_timings: dict[str, float] = {}
 
@@ -72,6 +80,13 @@ class QnnRunner(Runner):
         specs = {name: (dims, np.int64 if dtype is None else dtype)
                  for name, (dims, dtype) in self.input_specs.items()}
         return encode_texts(self.path.parent / "tokenizer.json", [text], specs)[0]
+
+    def generate(self, request: RunRequest, on_text: Any = None) -> Any:
+        if self.encoder is None:
+            return super().generate(request, on_text)
+        from edgesmith import encoders
+
+        return encoders.generate(self, self.encoder, request, on_text)
 
     # -- Runner primitives --------------------------------------------------------
 

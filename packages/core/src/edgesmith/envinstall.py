@@ -272,6 +272,14 @@ def _sha256(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
+def _put_back(old: Path, env_path: Path, say: Say) -> None:
+    """Remove a new environment that failed, and restore the one it was to replace."""
+    shutil.rmtree(env_path, ignore_errors=True)
+    if old.exists():
+        old.rename(env_path)
+        say(f"kept the old environment {env_path}: the new one could not be made")
+
+
 def install(specs: Sequence[str], *, upgrade: bool = False, editable: bool = False, with_: Sequence[str] = (),
             python: str | None = None, find_links: Sequence[str] = (), say: Say = lambda _m: None) -> list[dict]:
     """Make (or with ``upgrade`` remake) one environment per backend in ``specs``
@@ -302,14 +310,18 @@ def install(specs: Sequence[str], *, upgrade: bool = False, editable: bool = Fal
             root.mkdir(parents=True, exist_ok=True)
             with claim(env_path):
                 t0 = time.perf_counter()
+                # The old environment is moved aside, not deleted, until the new one is
+                # built: a failed upgrade (an unsatisfiable --with, say) puts it back. It
+                # is built in place, as its scripts' shebangs name the final path.
+                old = env_path.with_name(f".{env_path.name}.previous")  # hidden: not listed as an environment
+                shutil.rmtree(old, ignore_errors=True)
                 if env_path.exists():
-                    say(f"removing the old environment {env_path}")
-                    shutil.rmtree(env_path)
+                    env_path.rename(old)
                 try:
                     tool = _build(src, env_path, python=python or sys.executable, with_=with_,
                                   find_links=find_links, say=say)
                 except BaseException:
-                    shutil.rmtree(env_path, ignore_errors=True)
+                    _put_back(old, env_path, say)
                     raise
                 seconds = time.perf_counter() - t0
                 marker = {"name": src.name, "source": src.given, "pins": str(src.pins) if src.pins else None,
@@ -320,8 +332,9 @@ def install(specs: Sequence[str], *, upgrade: bool = False, editable: bool = Fal
                 try:
                     described = environments.describe(env, refresh=True)
                 except BaseException:
-                    shutil.rmtree(env_path, ignore_errors=True)
+                    _put_back(old, env_path, say)
                     raise
+                shutil.rmtree(old, ignore_errors=True)
                 marker["backends"] = [b["name"] for b in described.get("backends", [])]
                 _register(src.name, marker)
             results.append(_summary(env, "installed", seconds))

@@ -64,12 +64,3 @@ def backend_versions(name: str | None) -> dict[str, Any]:
     return {"name": name, "version": rec.info.version, "distribution": rec.distribution,
             "libraries": backend_libraries(rec), "environment": rec.where,
             "python_version": rec.to_dict()["python_version"]}
-
-
-def stats(values: Sequence[float | None]) -> dict[str, float | None]:
-    import statistics
-
-    v = [x for x in values if x is not None]
-    if not v:
-        return {"median": None, "min": None, "max": None}
-    return {"median": statistics.median(v), "min": min(v), "max": max(v)}

@@ -47,16 +47,17 @@ def merge(bench: dict[str, Any] | None,
         if b["status"] != "ok":
             r["errors"].append(f"bench: {b['error']}")
             continue
-        r.update(backend=b["backend"].get("name"), load_s=b["load_s"], ttft_s=b["ttft_s"]["median"],
-                 prefill_tps=b["prefill_tps"]["median"], decode=b["decode_tps"],
-                 decode_tps=b["decode_tps"]["median"], peak_rss_mb=b["peak_rss_mb"],
+        r.update(backend=b["backend"].get("name"), load_s=b["load_s"], ttft=b["ttft_s"],
+                 ttft_s=b["ttft_s"]["mean"], prefill=b["prefill_tps"], prefill_tps=b["prefill_tps"]["mean"],
+                 decode=b["decode_tps"], decode_tps=b["decode_tps"]["mean"], peak_rss_mb=b["peak_rss_mb"],
                  roofline=b["roofline_fraction"], eos_early=b["eos_early"])
     for ev in _evals(evaluation):
         ref = ev["reference"]
         r = row(ref["path"], ref["name"])
         r.setdefault("size_bytes", ref["size_bytes"])
         r.update(reference=True, perplexity=ref["perplexity"], ppl_ratio=1.0, kl=0.0, top1=1.0,
-                 smoke=ref["smoke"]["passed"])
+                 smoke=ref["smoke"]["passed"], intervals=ref.get("intervals") or {},
+                 tasks=ref.get("tasks") or {})
         r.setdefault("backend", ref["backend"].get("name"))
         for e in ev["artifacts"]:
             r = row(e["path"], e["name"])
@@ -67,8 +68,9 @@ def merge(bench: dict[str, Any] | None,
                 continue
             r.setdefault("backend", e["backend"].get("name"))
             r.update(perplexity=e["perplexity"], ppl_ratio=e["ppl_ratio"], kl=e["kl"], top1=e["top1"],
+                     kl_p99=e.get("kl_p99"), intervals=e.get("intervals") or {}, tasks=e.get("tasks") or {},
                      smoke=e["smoke"]["passed"], verdict=e["verdict"],
-                     failed=[g["detail"] for g in e["gates"] if g["passed"] is False])
+                     failed=[g["detail"] for g in e["gates"] if g.get("state") in ("fail", "undecided")])
             r.setdefault("decode_tps", e.get("decode_tps"))
     return list(rows.values())
 
@@ -93,6 +95,14 @@ def _figure(title: str, bars: int | None = None) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _err(r: dict[str, Any], key: str, scale: float = 1.0) -> tuple[float, float]:
+    """(below, above) the value: the arms of its 95 % interval, 0 when it has none."""
+    f = (r.get("intervals") or {}).get(key) or {}
+    if f.get("lo") is None:
+        return 0.0, 0.0
+    return (f["value"] - f["lo"]) * scale, (f["hi"] - f["value"]) * scale
+
+
 def _label_points(ax: Any, xs: list[float], ys: list[float], names: list[str]) -> None:
     for x, y, n in zip(xs, ys, names, strict=True):
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
@@ -103,12 +113,11 @@ def charts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     fast = [r for r in rows if r.get("decode_tps")]
     if fast:
-        fig, ax = _figure("Decode speed (median, min-max)", len(fast))
+        fig, ax = _figure("Decode speed (mean ± sd of the repeats)", len(fast))
         names = [r["name"] for r in fast]
-        med = [r["decode_tps"] for r in fast]
-        lo = [r["decode_tps"] - (r.get("decode") or {}).get("min", r["decode_tps"]) for r in fast]
-        hi = [(r.get("decode") or {}).get("max", r["decode_tps"]) - r["decode_tps"] for r in fast]
-        ax.barh(names, med, xerr=[lo, hi], color="#3b7dd8", capsize=3)
+        mean = [r["decode_tps"] for r in fast]
+        sd = [(r.get("decode") or {}).get("sd") or 0.0 for r in fast]
+        ax.barh(names, mean, xerr=sd, color="#3b7dd8", capsize=3)
         ax.set_xlabel("decode tokens/s")
         ax.invert_yaxis()
         out["speed"] = ("Decode speed", fig)
@@ -139,11 +148,21 @@ def charts(rows: list[dict[str, Any]]) -> dict[str, Any]:
         xs, ys = [_mib(r) for r in qual], [r["ppl_ratio"] for r in qual]
         colours = ["#2e9d4f" if r.get("verdict") in ("pass", None) and r.get("smoke", True)
                    else "#d83b3b" for r in qual]
-        ax.scatter(xs, ys, s=60, c=colours, edgecolors="black")
+        arms = [_err(r, "ppl_ratio") for r in qual]
+        ax.errorbar(xs, ys, yerr=[[a for a, _ in arms], [b for _, b in arms]], fmt="none", ecolor="#555",
+                    capsize=3)
+        ax.scatter(xs, ys, s=60, c=colours, edgecolors="black", zorder=3)
         _label_points(ax, xs, ys, [f"{r['name']} ({100 * (r.get('top1') or 0):.0f}%)" for r in qual])
         ax.set_xlabel("size on disk (MiB)")
-        ax.set_ylabel("perplexity / reference perplexity")
+        ax.set_ylabel("perplexity / reference perplexity (95 % interval)")
         out["size-quality"] = ("Size vs quality", fig)
+        fig, ax = _figure("Top-1 agreement with the reference (95 % interval)", len(qual))
+        arms = [_err(r, "top1", 100) for r in qual]
+        ax.barh([r["name"] for r in qual], [100 * (r.get("top1") or 0) for r in qual],
+                xerr=[[a for a, _ in arms], [b for _, b in arms]], color="#2e9d4f", capsize=3)
+        ax.set_xlabel("% of positions with the reference's most likely token")
+        ax.invert_yaxis()
+        out["top1"] = ("Top-1 agreement", fig)
     return out
 
 
@@ -157,6 +176,7 @@ table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}
 th,td{border:1px solid #d5d9e0;padding:.3rem .55rem;text-align:right}
 th{background:#f0f2f6}td.l,th.l{text-align:left}
 .pass{color:#1f7a3a;font-weight:600}.fail,.error{color:#b42323;font-weight:600}
+.undecided{color:#9a6a00;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:1rem}.charts figure{margin:0;flex:1 1 30rem}
 .charts img{max-width:100%;border:1px solid #d5d9e0}
 code,pre{background:#f4f5f8;font-size:.85rem}pre{padding:.6rem;overflow-x:auto;white-space:pre-wrap}
@@ -182,11 +202,35 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _pm(f: dict[str, Any] | None, spec: str, scale: float = 1.0, suffix: str = "") -> str:
+    from .uncertainty import text
+
+    return _e(text(f, spec, scale, suffix)) if f else "–"
+
+
+def _task_names(rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Every task of any row, with the metric read as its accuracy."""
+    out: dict[str, str | None] = {}
+    for r in rows:
+        for name, t in (r.get("tasks") or {}).items():
+            out.setdefault(name, t.get("metric"))
+    return out
+
+
+def _task_cell(t: dict[str, Any] | None) -> str:
+    from .tables import task_cell
+
+    text = task_cell(t)
+    return "–" if text == "-" else _e(text)
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
+    tasks = _task_names(rows)
     cols = [("artifact", "l"), ("backend", "l"), ("size MiB", ""), ("load s", ""), ("TTFT s", ""),
             ("prefill tok/s", ""), ("decode tok/s", ""), ("peak RSS MiB", ""), ("roofline", ""),
-            ("perplexity", ""), ("ppl ratio", ""), ("KL", ""), ("top-1", ""), ("smoke", "l"),
-            ("verdict", "l")]
+            ("perplexity", ""), ("ppl ratio", ""), ("KL", ""), ("KL p99", ""), ("top-1", ""),
+            *[(f"{name} {metric} ± se %", "") for name, metric in tasks.items()],
+            ("smoke", "l"), ("verdict", "l")]
     head = "".join(f'<th class="{c}">{_e(n)}</th>' for n, c in cols)
     body = []
     for r in rows:
@@ -195,22 +239,24 @@ def _table(rows: list[dict[str, Any]]) -> str:
         verdict = r.get("verdict") or ("reference" if r.get("reference") else "–")
         if r["errors"] and not r.get("verdict"):
             verdict = "error"
+        iv = r.get("intervals") or {}
         cells = [
             f'<td class="l" title="{_e(r["path"])}">{_e(r["name"])}</td>',
             f'<td class="l">{_e(r.get("backend") or "–")}</td>',
             f"<td>{_fmt(_mib(r), '.2f')}</td>",
             f"<td>{_fmt(r.get('load_s'), '.2f')}</td>",
-            f"<td>{_fmt(r.get('ttft_s'), '.3f')}</td>",
-            f"<td>{_fmt(r.get('prefill_tps'), '.1f')}</td>",
-            f"<td>{_fmt(r.get('decode_tps'), '.1f')}{' *' if r.get('eos_early') else ''}</td>",
+            f"<td>{_pm(r.get('ttft'), '.3f')}</td>",
+            f"<td>{_pm(r.get('prefill'), '.1f')}</td>",
+            f"<td>{_pm(r.get('decode'), '.1f')}{' *' if r.get('eos_early') else ''}</td>",
             f"<td>{_fmt(r.get('peak_rss_mb'), '.0f')}</td>",
             f"<td>{_fmt(100 * r['roofline'] if r.get('roofline') is not None else None, '.1f')}"
             f"{'%' if r.get('roofline') is not None else ''}</td>",
-            f"<td>{_fmt(r.get('perplexity'), '.3f')}</td>",
-            f"<td>{_fmt(r.get('ppl_ratio'), '.4f')}</td>",
-            f"<td>{_fmt(r.get('kl'), '.4f')}</td>",
-            f"<td>{_fmt(100 * r['top1'] if r.get('top1') is not None else None, '.1f')}"
-            f"{'%' if r.get('top1') is not None else ''}</td>",
+            f"<td>{_pm(iv.get('perplexity'), '.3f') if iv.get('perplexity') else _fmt(r.get('perplexity'), '.3f')}</td>",
+            f"<td>{_pm(iv.get('ppl_ratio'), '.4f') if iv.get('ppl_ratio') else _fmt(r.get('ppl_ratio'), '.4f')}</td>",
+            f"<td>{_pm(iv.get('kl'), '.4f') if iv.get('kl') else _fmt(r.get('kl'), '.4f')}</td>",
+            f"<td>{_pm(iv.get('kl_p99'), '.3f')}</td>",
+            f"<td>{_pm(iv.get('top1'), '.1f', 100, '%') if iv.get('top1') else _fmt(100 * r['top1'] if r.get('top1') is not None else None, '.1f')}</td>",
+            *[f"<td>{_task_cell((r.get('tasks') or {}).get(name))}</td>" for name in tasks],
             f'<td class="l">{smoke}</td>',
             f'<td class="l"><span class="{_e(verdict)}">{_e(verdict)}</span></td>',
         ]
@@ -236,7 +282,10 @@ def render(rows: list[dict[str, Any]], images: dict[str, tuple[str, bytes]],
              "<h1>edgesmith report</h1>",
              f"<p>{_e(doc.get('created', ''))} · {_e(doc.get('environment', {}).get('processor', ''))}"
              f" · edgesmith {_e(doc.get('environment', {}).get('edgesmith', ''))}</p>",
-             intro, "<h2>Results</h2>", _table(rows)]
+             intro, "<h2>Results</h2>", _table(rows),
+             "<p>Speeds are mean ± standard deviation of the timed repeats; quality figures are "
+             "value ± half of their 95 % interval (windows of the text are the sampling unit). "
+             "<i>undecided</i>: an interval straddles a gate's limit.</p>"]
     if any(r.get("eos_early") for r in rows):
         parts.append("<p>* end of sequence came before --gen-tokens in some repeats; the rate is "
                      "over the tokens generated.</p>")
@@ -255,9 +304,10 @@ def render(rows: list[dict[str, Any]], images: dict[str, tuple[str, bytes]],
         parts.append("</ul>")
     if bench:
         bw = bench["bandwidth"]
+        copy = f"; a streaming copy reaches {bw['copy_gb_per_s']:.2f} GB/s" if bw.get("copy_gb_per_s") else ""
         parts.append(f"<h2>Machine</h2><p>Memory bandwidth {bw['gb_per_s']:.2f} GB/s "
-                     f"({_e(bw['method'])}, {bw['array_bytes'] // 2**20} MiB arrays, "
-                     f"{bw['threads']} thread(s)).</p>")
+                     f"({_e(bw['method'])}, {bw['array_bytes'] // 2**20} MiB buffers, "
+                     f"{bw['threads']} thread(s){_e(copy)}).</p>")
     if evals:
         parts.append("<h2>Smoke test samples</h2>")
         shown = set()

@@ -67,10 +67,13 @@ def reference_window(lp: np.ndarray, offset: int, chunk: list[int], top_k: int,
         nll -= rows[np.arange(len(targets)), targets].sum()
         tail_mass += np.exp(tail).sum()
     np.savez(store, **{key: np.concatenate(v) for key, v in parts.items()})
-    return {"n": len(chunk) - 1, "nll": nll, "tail": tail_mass, "max_vocab": vocab}
+    return {"n": len(chunk) - 1, "nll": float(nll), "tail": float(tail_mass), "max_vocab": vocab}
 
 
-def compare_window(lp: np.ndarray, offset: int, chunk: list[int], store: Path) -> dict[str, Any]:
+def compare_window(lp: np.ndarray, offset: int, chunk: list[int], store: Path,
+                   kl_out: Path | None = None) -> dict[str, Any]:
+    """This window's sums against the reference's stored distributions; the
+    per-token KL values go to ``kl_out`` (their percentiles need every token)."""
     ref = np.load(store)
     vocab = lp.shape[-1]
     if len(chunk) - 1 != ref["idx"].shape[0]:
@@ -79,7 +82,8 @@ def compare_window(lp: np.ndarray, offset: int, chunk: list[int], store: Path) -
     if ref["idx"].max() >= vocab:
         raise UserError(f"its vocabulary ({vocab} entries) is smaller than the reference's; "
                         f"compare artifacts made from the same model")
-    nll = kl_sum = top1 = 0.0
+    nll = top1 = 0.0
+    kls = []
     for part, rows, targets in _blocks(lp, offset, chunk):
         idx, p_tail = ref["idx"][part].astype(np.int64), ref["tail"][part]
         p_top = ref["top"][part].astype(np.float64)
@@ -88,7 +92,11 @@ def compare_window(lp: np.ndarray, offset: int, chunk: list[int], store: Path) -
         kl = (np.exp(p_top) * (p_top - q_top)).sum(axis=1)
         has_tail = np.isfinite(p_tail)
         kl[has_tail] += np.exp(p_tail[has_tail]) * (p_tail[has_tail] - q_tail[has_tail])
-        kl_sum += np.maximum(kl, 0.0).sum()
+        kls.append(np.maximum(kl, 0.0))
         top1 += (rows.argmax(axis=1) == ref["argmax"][part]).sum()
         nll -= rows[np.arange(len(targets)), targets].sum()
-    return {"n": len(chunk) - 1, "nll": nll, "kl": kl_sum, "top1": top1, "max_vocab": vocab}
+    kl_tokens = np.concatenate(kls).astype(np.float32)
+    if kl_out is not None:
+        np.save(kl_out, kl_tokens)
+    return {"n": len(chunk) - 1, "nll": float(nll), "kl": float(kl_tokens.sum(dtype=np.float64)),
+            "top1": int(top1), "max_vocab": vocab}

@@ -26,6 +26,7 @@ def _load(job: dict[str, Any]) -> Any:
 
 
 def bench(job: dict[str, Any]) -> dict[str, Any]:
+    """Time every test (shape) of ``job["tests"]``: warm-up runs, then ``repeat`` timed ones."""
     from ..types import RunRequest
     from .text import exact_prompt, load_text
 
@@ -33,65 +34,86 @@ def bench(job: dict[str, Any]) -> dict[str, Any]:
     runner = _load(job)
     with runner:
         text, _ = load_text(job.get("text"))
-        prompt, n_prompt = exact_prompt(runner.tokenize, runner.detokenize, text, job["prompt_tokens"])
-        request = RunRequest(prompt=prompt, max_tokens=job["gen_tokens"])
-        runs = []
-        total = job["warmup"] + job["repeat"]
-        for i in range(total):
-            warm = i < job["warmup"]
-            progress(f"warm-up {i + 1}/{job['warmup']}" if warm
-                     else f"repeat {i - job['warmup'] + 1}/{job['repeat']}")
-            r = runner.generate(request)
-            if warm:
+        done = []
+        for t in job["tests"]:
+            ctx = runner.context_length
+            if ctx and t["prompt_tokens"] + t["gen_tokens"] > ctx:
+                done.append({**t, "skipped": f"{t['name']}: {t['prompt_tokens']} + {t['gen_tokens']} tokens "
+                                             f"do not fit the context of {ctx}"})
                 continue
-            t = r.timings
-            runs.append({"ttft_s": t.ttft_s, "prefill_tps": t.prefill_tps, "decode_tps": t.decode_tps,
-                         "total_s": t.total_s, "prompt_tokens": r.prompt_tokens,
-                         "generated_tokens": r.generated_tokens, "finish_reason": r.finish_reason})
+            prompt, n_prompt = exact_prompt(runner.tokenize, runner.detokenize, text, t["prompt_tokens"])
+            request = RunRequest(prompt=prompt, max_tokens=t["gen_tokens"])
+            runs = []
+            total = job["warmup"] + job["repeat"]
+            for i in range(total):
+                warm = i < job["warmup"]
+                progress(f"{t['name']}: " + (f"warm-up {i + 1}/{job['warmup']}" if warm
+                                             else f"repeat {i - job['warmup'] + 1}/{job['repeat']}"), i, total)
+                r = runner.generate(request)
+                if warm:
+                    continue
+                tm = r.timings
+                runs.append({"ttft_s": tm.ttft_s, "prefill_tps": tm.prefill_tps, "decode_tps": tm.decode_tps,
+                             "total_s": tm.total_s, "prompt_tokens": r.prompt_tokens,
+                             "generated_tokens": r.generated_tokens, "finish_reason": r.finish_reason})
+            done.append({**t, "prompt_tokens": n_prompt, "runs": runs})
         return {"backend": runner.backend, "load_s": runner.load_s,
                 "rss_before_load_mb": before,
-                "peak_rss_mb": peak_rss_mb(), "prompt_tokens": n_prompt,
-                "context_length": runner.context_length, "runs": runs}
+                "peak_rss_mb": peak_rss_mb(), "context_length": runner.context_length, "tests": done}
 
 
 def reference(job: dict[str, Any]) -> dict[str, Any]:
-    """Score the text with the reference and keep, per window, what the others
-    are compared with (its top-k next-token distribution) in ``workdir``."""
+    """Score windows of the text with the reference and keep, per window, what the
+    others are compared with (its top-k next-token distribution) in ``workdir``.
+
+    The first call tokenizes the text and writes the plan (token ids, windows);
+    every call scores the windows at ``job["positions"]`` of the scoring order,
+    so the evaluation can ask for more round by round."""
     import numpy as np
 
     from ..errors import UserError
     from .scoring import reference_window
-    from .text import load_text, special_prefix, windows
+    from .text import load_text, scoring_order, special_prefix, windows
 
     work = Path(job["workdir"])
     runner = _load(job)
     with runner:
-        text, _ = load_text(job.get("text"))
-        progress("tokenizing")
-        ids = runner.tokenize(text, add_special=False)
-        prefix = special_prefix(runner.tokenize)
-        width = job["window"]
-        if runner.context_length:
-            width = min(width, runner.context_length - len(prefix))
-        spans = windows(len(ids), width, job.get("max_windows"))
-        if not spans:
-            raise UserError("the evaluation text is shorter than two tokens; give a longer --text")
-        np.save(work / "ids.npy", np.asarray(ids, dtype=np.int64))
-        (work / "plan.json").write_text(json.dumps({"prefix": prefix, "spans": spans, "width": width}))
-        sums = _Sums()
-        for n, (a, b) in enumerate(spans):
-            progress(f"window {n + 1}/{len(spans)}")
+        if not (work / "plan.json").exists():
+            text, _ = load_text(job.get("text"))
+            progress("tokenizing")
+            ids = runner.tokenize(text, add_special=False)
+            prefix = special_prefix(runner.tokenize)
+            width = job["window"]
+            if runner.context_length:
+                width = min(width, runner.context_length - len(prefix))
+            spans = windows(len(ids), width)
+            if not spans:
+                raise UserError("the evaluation text is shorter than two tokens; give a longer --text")
+            np.save(work / "ids.npy", np.asarray(ids, dtype=np.int64))
+            (work / "plan.json").write_text(json.dumps({"prefix": prefix, "spans": spans, "width": width,
+                                                        "tokens": len(ids)}))
+        plan = json.loads((work / "plan.json").read_text())
+        ids = np.load(work / "ids.npy").tolist()
+        prefix, spans = plan["prefix"], plan["spans"]
+        order = scoring_order(len(spans))
+        chosen = [order[p] for p in job["positions"] if p < len(order)]
+        scored = []
+        for n, w in enumerate(chosen):
+            progress(f"window {n + 1}/{len(chosen)}", n, len(chosen))
+            a, b = spans[w]
             lp = np.asarray(runner.logprobs(prefix + ids[a:b]), dtype=np.float32)
-            stats = reference_window(lp, len(prefix), ids[a:b], job["top_k"], work / f"w{n}.npz")
-            sums.add(stats)
-        result = {"backend": runner.backend, "windows": len(spans), "window": width,
-                  "prefix": prefix, "tokens": len(ids), **sums.figures()}
-        result.update(_generate_checks(runner, job))
+            scored.append({"w": w, **reference_window(lp, len(prefix), ids[a:b], job["top_k"],
+                                                      work / f"w{w}.npz")})
+        result = {"backend": runner.backend, "window": plan["width"], "available_windows": len(spans),
+                  "prefix": prefix, "tokens": plan["tokens"], "scored": scored}
+        if job.get("smoke", True):
+            result.update(_generate_checks(runner, job))
         return result
 
 
 def compare(job: dict[str, Any]) -> dict[str, Any]:
-    """Score the same windows with an artifact against the reference's distributions."""
+    """Score windows ``job["windows"]`` with an artifact against the reference's
+    distributions; per-token KL values go to ``job["tag"]``-w*.npy in the workdir."""
     import numpy as np
 
     from ..errors import UserError
@@ -107,7 +129,8 @@ def compare(job: dict[str, Any]) -> dict[str, Any]:
         progress("checking the tokenizer")
         ids = runner.tokenize(text, add_special=False)
         if ids != ref_ids:
-            at = next((i for i, (x, y) in enumerate(zip(ids, ref_ids, strict=False)) if x != y), min(len(ids), len(ref_ids)))
+            at = next((i for i, (x, y) in enumerate(zip(ids, ref_ids, strict=False)) if x != y),
+                      min(len(ids), len(ref_ids)))
             raise UserError(
                 f"its tokenizer disagrees with the reference's at token {at} of the text "
                 f"({len(ids)} vs {len(ref_ids)} tokens); compare artifacts made from the same model")
@@ -115,67 +138,46 @@ def compare(job: dict[str, Any]) -> dict[str, Any]:
             raise UserError("its tokenizer adds different special tokens than the reference's; "
                             "compare artifacts made from the same model")
         prefix = plan["prefix"]
-        sums = _Sums()
-        for n, (a, b) in enumerate(plan["spans"]):
-            progress(f"window {n + 1}/{len(plan['spans'])}")
+        scored = []
+        for n, w in enumerate(job["windows"]):
+            progress(f"window {n + 1}/{len(job['windows'])}", n, len(job["windows"]))
+            a, b = plan["spans"][w]
             lp = np.asarray(runner.logprobs(prefix + ids[a:b]), dtype=np.float32)
-            sums.add(compare_window(lp, len(prefix), ids[a:b], work / f"w{n}.npz"))
-        result = {"backend": runner.backend, **sums.figures()}
-        result.update(_generate_checks(runner, job))
+            scored.append({"w": w, **compare_window(lp, len(prefix), ids[a:b], work / f"w{w}.npz",
+                                                    work / f"{job['tag']}-w{w}.npy")})
+        result: dict[str, Any] = {"backend": runner.backend, "scored": scored}
+        if job.get("smoke", True):
+            result.update(_generate_checks(runner, job))
         return result
 
 
-class _Sums:
-    """Adds per-window sums so only one window's arrays are held at a time."""
-
-    def __init__(self) -> None:
-        self.s: dict[str, float] = {}
-
-    def add(self, stats: dict[str, float]) -> None:
-        for k, v in stats.items():
-            if k.startswith("max_"):
-                self.s[k] = max(self.s.get(k, 0.0), float(v))
-            else:
-                self.s[k] = self.s.get(k, 0.0) + float(v)
-
-    def figures(self) -> dict[str, Any]:
-        import math
-
-        s, n = self.s, self.s.get("n", 0.0)
-        out: dict[str, Any] = {"scored_tokens": int(n), "vocab": int(s.get("max_vocab", 0))}
-        out["nll"] = s["nll"] / n
-        out["perplexity"] = math.exp(out["nll"])
-        if "kl" in s:
-            out["kl"] = s["kl"] / n
-            out["top1"] = s["top1"] / n
-        if "tail" in s:
-            out["ref_tail_mass"] = s["tail"] / n
-        return out
-
-
 def _generate_checks(runner: Any, job: dict[str, Any]) -> dict[str, Any]:
-    """The smoke test; its greedy generations also give a rough decode speed."""
-    import statistics
-
+    """The smoke test. Its timings are not kept: a few tokens from a cold start
+    say nothing reliable about speed, which comes from bench."""
     from ..types import RunRequest
     from . import smoke
 
     samples = []
-    speeds = []
     tokens = job.get("smoke_tokens", smoke.TOKENS)
     for n, prompt in enumerate(smoke.PROMPTS):
         progress(f"smoke test {n + 1}/{len(smoke.PROMPTS)}")
         r = runner.generate(RunRequest(prompt=prompt, max_tokens=tokens))
         samples.append({"prompt": prompt, "text": r.text, "tokens": r.generated_tokens,
                         "problem": smoke.check(r.text, r.token_ids)})
-        # The first generation also warms the runner up; time the others.
-        if n and r.timings.decode_tps:
-            speeds.append(r.timings.decode_tps)
-    return {"smoke": smoke.summarize(samples),
-            "decode_tps": statistics.median(speeds) if speeds else None}
+    return {"smoke": smoke.summarize(samples)}
 
 
 JOBS = {"bench": bench, "reference": reference, "compare": compare}
+
+
+def _encoder(module: str) -> Any:
+    """An encoder job (measure.encoder_bench / encoder_eval), imported when it runs."""
+    import importlib
+
+    return lambda job: importlib.import_module(f"{__package__}.{module}").job(job)
+
+
+JOBS.update(encoder_bench=_encoder("encoder_bench"), encoder_embed=_encoder("encoder_eval"))
 
 
 def handle(job: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 A row is dominated when another is no larger, no slower and no worse in
 perplexity, and strictly better in one of them. The pick is the best row by
-the recipe's preference among those that pass the quality gates and fit the
-memory budget; close calls (within a few percent, about the noise of a short
-benchmark) go to the next criterion.
+the recipe's preference among those that pass the quality gates (an
+undecided gate is not a pass) and fit the memory budget. Two rows tie on
+speed when the 95 % intervals of their mean decode speeds overlap, and on
+quality when the intervals of their perplexity ratios overlap; a tie goes to
+the next criterion. Sizes are exact.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-# Relative differences treated as a tie, per criterion.
-_TIE = {"speed": 0.03, "size": 0.01, "quality": 0.005}
+from ..measure.uncertainty import overlap
 
 
 def _figures(r: dict[str, Any]) -> tuple[float, float, float] | None:
@@ -36,21 +37,34 @@ def pareto(rows: Sequence[dict[str, Any]]) -> set[str]:
     return front
 
 
-def _order(prefer: str) -> list[tuple[str, str, int]]:
-    # (criterion, figure, sign: +1 when larger is better)
-    crit = {"speed": ("speed", "decode_tps", 1), "size": ("size", "size_bytes", -1),
-            "quality": ("quality", "perplexity", -1)}
-    rest = [c for c in ("speed", "size", "quality") if c != prefer]
-    return [crit[prefer], *(crit[c] for c in rest)]
+def _order(prefer: str) -> list[str]:
+    return [prefer, *(c for c in ("speed", "size", "quality") if c != prefer)]
+
+
+def _figure(r: dict[str, Any], criterion: str) -> tuple[float, dict[str, Any] | None, int]:
+    """(value, its interval or None when exact, +1 when larger is better)."""
+    if criterion == "speed":
+        return float(r["decode_tps"]), r.get("decode") or {}, 1
+    if criterion == "size":
+        return float(r["size_bytes"]), None, -1
+    iv = (r.get("intervals") or {}).get("ppl_ratio")
+    if iv is not None and r.get("ppl_ratio") is not None:
+        return float(r["ppl_ratio"]), iv, -1
+    return float(r["perplexity"]), {}, -1  # no interval: ties with anything
 
 
 def _better(a: dict[str, Any], b: dict[str, Any], prefer: str) -> bool:
-    """Whether ``a`` beats ``b``: on the first criterion that differs beyond a tie."""
-    for name, fig, sign in _order(prefer):
-        x, y = a[fig], b[fig]
-        if abs(x - y) > _TIE[name] * max(abs(x), abs(y)):
-            return (x - y) * sign > 0
+    """Whether ``a`` beats ``b``: on the first criterion where they do not tie."""
+    for name in _order(prefer):
+        if not _tie(a, b, name):
+            return (_figure(a, name)[0] - _figure(b, name)[0]) * _figure(a, name)[2] > 0
     return False
+
+
+def _tie(a: dict[str, Any], b: dict[str, Any], criterion: str) -> bool:
+    x, ix, _ = _figure(a, criterion)
+    y, iy, _ = _figure(b, criterion)
+    return x == y or (ix is not None and iy is not None and overlap(ix, iy))
 
 
 def _fits(r: dict[str, Any], budget_mb: float | None) -> str | None:
@@ -70,6 +84,8 @@ def _rejection(r: dict[str, Any], budget_mb: float | None) -> str | None:
         return "lacks a size, speed or perplexity figure"
     if r.get("verdict") == "fail":
         return "; ".join(r.get("failed") or ["failed a gate"])
+    if r.get("verdict") == "undecided":
+        return "; ".join(r.get("failed") or ["a gate is undecided"]) + " (not chosen until decided)"
     return _fits(r, budget_mb)
 
 
@@ -85,12 +101,22 @@ def pick(rows: Sequence[dict[str, Any]], prefer: str, budget_mb: float | None) -
     for r in ok[1:]:
         if _better(r, best, prefer):
             best = r
-    word = {"speed": f"the fastest ({best['decode_tps']:.1f} tok/s)",
+    ties = [r["label"] for r in ok if r is not best and _tie(r, best, prefer)]
+    word = {"speed": f"the fastest ({_speed(best)})",
             "size": f"the smallest ({best['size_bytes'] / 2**20:.1f} MiB)",
             "quality": f"the best perplexity ({best['perplexity']:.3f})"}[prefer]
     gates = ", ".join(g["detail"] for g in best.get("gates", []) if g.get("passed"))
+    if best.get("reference"):
+        gates = "it is the reference: quality gates compare against it"
     why = (f"{best['label']} is {word} of {len(ok)} that pass"
-           + (f" ({gates})" if gates else " (it is the reference: quality gates compare against it)")
+           + (f" ({gates})" if gates else "")
            + (", on the Pareto front" if best.get("pareto") else "")
+           + (f"; tied within the noise with {', '.join(ties)}" if ties else "")
            + tail)
     return best["key"], why
+
+
+def _speed(r: dict[str, Any]) -> str:
+    from ..measure.uncertainty import text
+
+    return text(r.get("decode"), ".1f") + " tok/s" if r.get("decode") else f"{r['decode_tps']:.1f} tok/s"

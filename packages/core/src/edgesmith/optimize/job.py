@@ -166,7 +166,14 @@ def _measure_or_record(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, 
 def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, steps: dict[str, Any],
                     rec: Recipe, cache: measuring.Cache, bw: dict[str, Any], threads: int,
                     say: Say) -> dict[str, Any]:
-    """Bench and eval a target's reference and candidates; Pareto front and pick."""
+    """Bench and eval a target's reference and candidates; Pareto front and pick.
+
+    With a plan reference (the Hugging Face checkpoint, run by the transformers
+    backend) the base is scored against it like every candidate, so its own
+    conversion fidelity shows and must pass the gates; without one the base is
+    the reference and passes by definition."""
+    from ..measure import gates as gates_mod
+
     res: dict[str, Any] = {"target": t, "rows": [], "bench": [], "eval": None, "chosen": None, "why": None}
     if t.skipped:
         return res
@@ -183,7 +190,8 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
     for key in keys:
         label = "base" if key == t.reference else labels[key]
         rows[key] = {"key": key, "label": label, "target": t.name, "backend": t.backend,
-                     "path": str(where(key)), "reference": key == t.reference, "errors": []}
+                     "path": str(where(key)), "reference": key == t.reference and not plan.reference,
+                     "errors": []}
         if not done(key):
             rows[key]["errors"].append(steps.get(key, {}).get("error") or "its build step did not finish")
             continue
@@ -197,38 +205,44 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
         if b["status"] != "ok":
             rows[key]["errors"].append(f"bench: {b['error']}")
             continue
-        rows[key].update(decode_tps=b["decode_tps"]["median"], ttft_s=b["ttft_s"]["median"],
-                         prefill_tps=b["prefill_tps"]["median"], peak_rss_mb=b["peak_rss_mb"],
-                         load_s=b["load_s"])
-    measured = [k for k in t.candidates.values() if done(k) and not rows[k]["errors"]]
-    if t.reference and done(t.reference) and not rows[t.reference]["errors"]:
-        speeds = {str(where(k)): rows[k]["decode_tps"] for k in keys if rows[k].get("decode_tps")}
-        say(f"{t.name}: eval against {t.reference}")
+        rows[key].update(decode=b["decode_tps"], decode_tps=b["decode_tps"]["mean"], ttft_s=b["ttft_s"]["mean"],
+                         prefill_tps=b["prefill_tps"]["mean"], peak_rss_mb=b["peak_rss_mb"],
+                         load_s=b["load_s"], roofline_fraction=b.get("roofline_fraction"))
+    ready = [k for k in keys if done(k) and not rows[k]["errors"]]
+    ref_key = plan.reference or t.reference
+    scored = ready if plan.reference else [k for k in ready if k != t.reference]
+    if ref_key and done(ref_key) and (plan.reference or t.reference in ready):
+        speeds = {str(where(k)): rows[k]["decode"] for k in keys if rows[k].get("decode")}
+        say(f"{t.name}: eval against {ref_key}")
         ref, evrows, cached = measuring.eval_target(
-            cache, where(t.reference), [where(k) for k in measured], t.backend, dict(rec.eval), rec.gates,
-            threads, speeds, lambda m: say(f"{t.name}: eval: {m}"))
+            cache, where(ref_key), [where(k) for k in scored], None if plan.reference else t.backend,
+            dict(rec.eval), rec.gates, threads, speeds, lambda m: say(f"{t.name}: eval: {m}"))
         if cached:
             say(f"{t.name}: eval — reused (measured earlier)")
-        res["eval"] = {"reference": {**ref, "name": t.reference},
-                       "artifacts": [{**evrows[str(where(k))], "name": k} for k in measured]}
-        from ..measure import gates as gates_mod
-
-        # The base against itself: ratios of 1, so only a size or speed gate (or garbled output) fails it.
-        checks = gates_mod.check(rec.gates, {"ppl_ratio": 1.0, "top1": 1.0, "size_ratio": 1.0,
-                                             "speedup": 1.0, "smoke": ref["smoke"]})
-        rows[t.reference].update(perplexity=ref["perplexity"], ppl_ratio=1.0, top1=1.0, kl=0.0,
-                                 smoke=ref["smoke"]["passed"], verdict=gates_mod.verdict(checks),
-                                 gates=checks, failed=[g["detail"] for g in checks if g["passed"] is False])
-        for k in measured:
+        res["eval"] = {"reference": {**ref, "name": ref_key},
+                       "artifacts": [{**evrows[str(where(k))], "name": k} for k in scored]}
+        if not plan.reference:
+            # The base against itself: ratios of exactly 1, so only a size or speed gate
+            # (or garbled output) fails it.
+            exact = {"value": 1.0, "se": 0.0, "lo": 1.0, "hi": 1.0}
+            checks = gates_mod.check(rec.gates, {"ppl_ratio": 1.0, "top1": 1.0, "size_ratio": 1.0,
+                                                 "speedup": 1.0, "smoke": ref["smoke"]})
+            rows[t.reference].update(perplexity=ref["perplexity"], ppl_ratio=1.0, top1=1.0, kl=0.0,
+                                     intervals={"ppl_ratio": exact, "top1": exact,
+                                                **(ref.get("intervals") or {})},
+                                     smoke=ref["smoke"]["passed"], verdict=gates_mod.verdict(checks),
+                                     gates=checks, failed=_failed(checks))
+        for k in scored:
             e = evrows[str(where(k))]
             if e["status"] != "ok":
                 rows[k]["errors"].append(f"eval: {e['error']}")
                 continue
             rows[k].update(perplexity=e["perplexity"], ppl_ratio=e["ppl_ratio"], kl=e["kl"], top1=e["top1"],
+                           kl_p99=e.get("kl_p99"), intervals=e["intervals"], scored_tokens=e["scored_tokens"],
                            smoke=e["smoke"]["passed"], verdict=e["verdict"], gates=e["gates"],
-                           failed=[g["detail"] for g in e["gates"] if g["passed"] is False])
+                           failed=_failed(e["gates"]))
     else:
-        for k in measured:
+        for k in scored:
             rows[k]["errors"].append("no quality figures: the target has no runnable reference")
     front = choose.pareto(list(rows.values()))
     for k, r in rows.items():
@@ -237,3 +251,9 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
     res["chosen"], res["why"] = choose.pick(res["rows"], rec.prefer, rec.budget_mb)
     say(f"{t.name}: chose {res['chosen'] or 'nothing'} — {res['why']}")
     return res
+
+
+def _failed(checks: list[dict[str, Any]]) -> list[str]:
+    """The gates that keep a row from being chosen: failed or undecided."""
+    return [("undecided: " if g.get("state") == "undecided" else "") + g["detail"]
+            for g in checks if g.get("state") in ("fail", "undecided")]

@@ -44,7 +44,8 @@ class Cache:
 def bandwidth(cache: Cache, threads: int) -> dict[str, Any]:
     from ..measure import bandwidth as bw
 
-    key = cache.key("bandwidth", [], {"threads": threads})
+    # the method is part of the key: a figure measured another way is not reused
+    key = cache.key("bandwidth", [], {"threads": threads, "method": bw.METHOD})
     found = cache.get(key)
     if found is None:
         found = bw.measure(threads)
@@ -73,7 +74,7 @@ def bench_one(cache: Cache, path: Path, backend: str | None, settings: dict[str,
 
 
 def eval_target(cache: Cache, reference: Path, paths: list[Path], backend: str | None,
-                settings: dict[str, Any], gates: Gates, threads: int, speeds: dict[str, float],
+                settings: dict[str, Any], gates: Gates, threads: int, speeds: dict[str, dict[str, Any]],
                 say: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
     """(reference record, rows by path, whether all came from the cache)."""
     from ..measure.evaluate import evaluate
@@ -89,8 +90,11 @@ def eval_target(cache: Cache, reference: Path, paths: list[Path], backend: str |
         return ref, {str(p): r for p, r in rows.items()}, True
     missing = [p for p, r in rows.items() if r is None]
     doc = evaluate(missing or [reference], reference, text=settings.get("text"), window=settings["window"],
-                   max_windows=settings["windows"], smoke_tokens=settings["smoke_tokens"], gates=gates,
-                   threads=threads, backend=backend, speeds=speeds, progress=say)
+                   max_windows=settings.get("windows"), max_tokens=settings["max_tokens"],
+                   smoke_tokens=settings["smoke_tokens"], gates=gates,
+                   threads=threads, backend=backend, speeds=speeds, progress=say,
+                   tasks=settings.get("tasks"), task_limit=settings.get("limit"),
+                   max_task_drop=settings.get("max_task_drop"))
     ref = {**doc["reference"], "_settings": doc["settings"]}
     cache.put(ref_key, ref)
     for p, row in zip(missing, doc["artifacts"], strict=False):

@@ -11,14 +11,18 @@ from typing import Any
 
 from ..measure import definitions
 from ..measure.common import backend_versions
+from ..measure.uncertainty import text
 
-SCHEMA = "edgesmith.optimize/1"
+SCHEMA = "edgesmith.optimize/2"
 
 
 def _row_out(r: dict[str, Any]) -> dict[str, Any]:
+    # decode: mean, sd, n and 95 % interval of the bench repeats; intervals: se and
+    # 95 % interval of every quality figure (definitions: "statistics", "intervals")
     keep = ("key", "label", "target", "backend", "format", "path", "reference", "size_bytes", "decode_tps",
-            "ttft_s", "prefill_tps", "peak_rss_mb", "load_s", "perplexity", "ppl_ratio", "kl", "top1",
-            "smoke", "verdict", "gates", "failed", "pareto", "errors")
+            "decode", "ttft_s", "prefill_tps", "peak_rss_mb", "load_s", "roofline_fraction", "perplexity",
+            "ppl_ratio", "kl", "kl_p99", "top1", "intervals", "scored_tokens", "smoke", "verdict", "gates",
+            "failed", "pareto", "errors")
     return {k: r.get(k) for k in keep}
 
 
@@ -103,9 +107,10 @@ def readme(s: dict[str, Any]) -> str:
         if row.get("size_bytes"):
             figs.append(f"{row['size_bytes'] / 2**20:.1f} MiB")
         if row.get("decode_tps"):
-            figs.append(f"{row['decode_tps']:.1f} tok/s decode")
+            figs.append(f"{text(row.get('decode'), '.1f')} tok/s decode")
         if row.get("ppl_ratio"):
-            figs.append(f"perplexity ×{row['ppl_ratio']:.3f} of the base")
+            of = "the Hugging Face checkpoint" if s["plan"].get("reference") else "the base"
+            figs.append(f"perplexity ×{text((row.get('intervals') or {}).get('ppl_ratio'), '.3f')} of {of}")
         lines += [f"Chosen: **{c['label']}** (`{rel}`, backend {t['backend']}; {', '.join(figs)}).", "",
                   f"Why: {t['why']}", "", "```sh", *_native(t.get("backend"), c.get("format"), rel, entry),
                   f"edgesmith run {rel} -p 'Hello' --max-tokens 32",
@@ -128,8 +133,11 @@ def _intro(s: dict[str, Any]) -> str:
         items.append(f"<li><b>{e(t['name'])}</b> ({e(t['backend'])}): chose <b>{e(chosen)}</b> — "
                      f"{e(t['why'])}{notes}</li>")
     return ("<h2>Chosen per target</h2><p>Model: " + e(s["model"]["path"]) + "</p><ul>" + "".join(items)
-            + "</ul><p>Each target's quality is measured against its own unquantized base; "
-              "perplexities are comparable across targets (same text, same tokens).</p>")
+            + "</ul><p>" + ("Every artifact, each target's base included, is scored against the Hugging Face "
+                            "checkpoint run in full precision, on the same tokens: the bases' rows show their "
+                            "own conversion fidelity." if s["plan"].get("reference") else
+                            "Each target's quality is measured against its own unquantized base; perplexities "
+                            "are comparable across targets (same text, same tokens).") + "</p>")
 
 
 def write_all(root: Path, s: dict[str, Any], results: list[dict[str, Any]], bw: dict[str, Any]) -> None:
@@ -146,7 +154,7 @@ def write_all(root: Path, s: dict[str, Any], results: list[dict[str, Any]], bw: 
                 seen.add(b["path"])
                 bench_rows.append(b)
     first = next((b.get("_settings") for b in bench_rows if b.get("_settings")), {})
-    bench = {"schema": "edgesmith.bench/1", "created": s["created"], "environment": s["environment"],
+    bench = {"schema": "edgesmith.bench/2", "created": s["created"], "environment": s["environment"],
              "settings": first, "definitions": definitions.BENCH, "bandwidth": bw, "artifacts": bench_rows}
     evals = [{**res["eval"], "settings": res["eval"]["reference"].get("_settings", {}),
               "definitions": definitions.EVAL} for res in results if res.get("eval")]
@@ -163,9 +171,11 @@ def table(s: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"edgesmith optimize: {Path(s['model']['path']).name}")
-    cols = ("target", "artifact", "size MiB", "decode tok/s", "TTFT s", "peak RSS MiB", "perplexity",
-            "ppl ×", "top-1", "gates", "front", "chosen")
+    ref = "the Hugging Face checkpoint" if s["plan"].get("reference") else "each target's base"
+    t = Table(title=f"edgesmith optimize: {Path(s['model']['path']).name} · decode mean ± sd · quality ± "
+                    f"half its 95 % interval, against {ref}")
+    cols = ("target", "artifact", "size MiB", "decode tok/s", "TTFT s", "peak RSS MiB", "roofline", "perplexity",
+            "ppl ×", "KL", "top-1", "gates", "front", "chosen")
     for c in cols:
         t.add_column(c, justify="left" if c in ("target", "artifact", "gates") else "right")
 
@@ -174,19 +184,22 @@ def table(s: dict[str, Any]) -> None:
 
     for tg in s["targets"]:
         if tg.get("skipped"):
-            t.add_row(tg["name"], "[dim]not built[/dim]", *[""] * 9, "")
+            t.add_row(tg["name"], "[dim]not built[/dim]", *[""] * 11, "")
             continue
         for r in tg["rows"]:
             chosen = tg["chosen"] and tg["chosen"]["key"] == r["key"]
             if r["errors"]:
                 gate = "[red]error[/red]"
             else:
-                gate = {"pass": "[green]pass[/green]", "fail": "[red]fail[/red]"}.get(r.get("verdict"), "-")
-            t.add_row(tg["name"], r["key"] + (" (base)" if r["reference"] else ""),
+                gate = {"pass": "[green]pass[/green]", "fail": "[red]fail[/red]",
+                        "undecided": "[yellow]undecided[/yellow]"}.get(r.get("verdict"), "-")
+            iv = r.get("intervals") or {}
+            t.add_row(tg["name"], r["key"] + (" (base)" if r["key"] == tg.get("base") else ""),
                       f((r.get("size_bytes") or 0) / 2**20 if r.get("size_bytes") else None, ".1f"),
-                      f(r.get("decode_tps"), ".1f"), f(r.get("ttft_s"), ".3f"), f(r.get("peak_rss_mb"), ".0f"),
-                      f(r.get("perplexity"), ".2f"), f(r.get("ppl_ratio"), ".3f"),
-                      f(100 * r["top1"] if r.get("top1") is not None else None, ".0f"), gate,
+                      text(r.get("decode"), ".1f"), f(r.get("ttft_s"), ".3f"), f(r.get("peak_rss_mb"), ".0f"),
+                      f(100 * r["roofline_fraction"] if r.get("roofline_fraction") is not None else None, ".0f"),
+                      text(iv.get("perplexity"), ".2f"), text(iv.get("ppl_ratio"), ".3f"),
+                      text(iv.get("kl"), ".4f"), text(iv.get("top1"), ".1f", 100), gate,
                       "★" if r.get("pareto") else "", "✔" if chosen else "")
     console = Console()
     if not console.is_terminal:  # a log or a pipe: do not squeeze the table to 80 columns

@@ -87,6 +87,9 @@ class Plan:
     steps: dict[str, Step] = attrs.field(factory=dict)
     targets: list[TargetPlan] = attrs.field(factory=list)
     notes: list[str] = attrs.field(factory=list)
+    #: step key of the Hugging Face checkpoint every target is scored against, when a
+    #: backend runs it (the transformers reference); else each target's base is its reference
+    reference: str | None = None
 
     def add(self, step: Step) -> str:
         """Add ``step`` unless the same work is planned already; returns its key."""
@@ -117,6 +120,7 @@ class Plan:
             "steps": [{**attrs.asdict(s), "describe": s.describe()} for s in self.steps.values()],
             "targets": [t.to_dict() for t in self.targets],
             "notes": list(self.notes),
+            "reference": self.reference,
         }
 
     def describe(self) -> list[str]:
@@ -131,8 +135,8 @@ class Plan:
         lines.append(f"steps ({len(self.steps)}):")
         for n, s in enumerate(self.steps.values(), 1):
             lines.append(f"  {n:2d}. {s.key}: {s.describe()} from {s.source}  ({', '.join(s.targets)})")
-        lines.append(f"measure: {len(self.artifacts())} artifacts (bench, then eval against each "
-                     f"target's base)")
+        against = f"the Hugging Face checkpoint {self.reference}" if self.reference else "each target's base"
+        lines.append(f"measure: {len(self.artifacts())} artifacts (bench, then eval against {against})")
         return lines
 
 
@@ -180,6 +184,15 @@ def build(model: Path, model_format: str, names: list[str], known: Mapping[str, 
     for name in names:
         plan.targets.append(_target(plan, known[name], known, hub, hub_key, edges, infos, records, machine,
                                     architecture=architecture))
+    runs_hf = [b for b, i in infos.items() if "hf" in i.generation_formats()
+               and not _architecture_refusal(i, "hf", architecture)]
+    if hub == "hf" and runs_hf:
+        plan.reference = hub_key
+        plan.notes.append(f"reference: the Hugging Face checkpoint, run by {runs_hf[0]} in full precision; "
+                          f"every target's base and candidates are scored against it on the same tokens")
+    elif any(t.backend for t in plan.targets):
+        plan.notes.append("reference: each target's own base (install edgesmith-transformers to score every "
+                          "target against the Hugging Face checkpoint instead)")
     return plan
 
 

@@ -24,11 +24,16 @@ PREFER = ("speed", "size", "quality")
 #: Size and speed are what the candidates compete on, so they gate nothing unless asked.
 DEFAULT_GATES = Gates(max_ppl_ratio=1.10, min_top1=0.85, max_size_ratio=None, min_speedup=None)
 
-# Short by default: optimize measures every candidate of every target, and some
-# stacks run far from their device here (MLX's CPU build: a few tokens/s).
-# Recipes ask for longer runs when the figures must be tighter.
-DEFAULT_BENCH = {"prompt_tokens": 32, "gen_tokens": 16, "repeat": 2, "warmup": 1}
-DEFAULT_EVAL = {"window": 128, "windows": 2, "smoke_tokens": 12, "text": None}
+# Long enough that decode's spread over the repeats is a few percent on a
+# 2-core machine (MLX's CPU build, at a few tokens/s, is the slowest here).
+DEFAULT_BENCH = {"prompt_tokens": 128, "gen_tokens": 64, "repeat": 5, "warmup": 1}
+# Sequential: clear cases stop after the first round; close ones score up to
+# max_tokens (enough to settle SmolLM2-135M's verdicts on the shipped text).
+# ``windows = N`` instead scores exactly N windows.
+DEFAULT_EVAL = {"window": 128, "max_tokens": 16384, "windows": None, "smoke_tokens": 12, "text": None}
+#: [eval] keys with no default: lm-eval tasks run on every candidate and the base
+#: (``tasks = ["alice_continuation"]``), documents per task, and the accuracy-drop gate in points.
+TASK_EVAL_KEYS = ("tasks", "limit", "max_task_drop")
 
 
 @attrs.frozen
@@ -195,6 +200,31 @@ def _gates(raw: Any) -> Gates:
     return Gates(**values)
 
 
+def _task_setting(key: str, value: Any, base: Path) -> Any:
+    where = f"[eval].{key}"
+    if key == "tasks":
+        names = _typed(value, list, where)
+        if not names:
+            raise _fail(where, "is empty; name at least one lm-eval task, e.g. [\"alice_continuation\"]")
+        out = []
+        for i, name in enumerate(names):
+            name = _typed(name, str, f"{where}[{i}]")
+            # A task YAML of the user's, relative to the recipe like every other path.
+            out.append(str(_path(name, base, f"{where}[{i}]")) if name.endswith((".yaml", ".yml")) else name)
+        return out
+    if key == "limit":
+        n = _typed(value, int, where)
+        if n < 1:
+            raise _fail(where, f"must be at least 1 document, got {n}")
+        return n
+    if value == "off":
+        return None
+    drop = float(_typed(value, (int, float), f"{where} (points, or \"off\")"))
+    if drop < 0:
+        raise _fail(where, f"is a drop in points and must be 0 or more, got {drop:g}")
+    return drop
+
+
 def load(path: str | Path) -> Recipe:
     """Read and check a recipe file."""
     try:
@@ -231,8 +261,11 @@ def load(path: str | Path) -> Recipe:
     for k, v in _keys(doc.get("bench", {}), tuple(DEFAULT_BENCH), "[bench]").items():
         bench[k] = _typed(v, int, f"[bench].{k}")
     ev = dict(DEFAULT_EVAL)
-    for k, v in _keys(doc.get("eval", {}), tuple(DEFAULT_EVAL), "[eval]").items():
-        ev[k] = str(_path(v, base, "[eval].text")) if k == "text" else _typed(v, int, f"[eval].{k}")
+    for k, v in _keys(doc.get("eval", {}), (*DEFAULT_EVAL, *TASK_EVAL_KEYS), "[eval]").items():
+        if k in TASK_EVAL_KEYS:
+            ev[k] = _task_setting(k, v, base)
+        else:
+            ev[k] = str(_path(v, base, "[eval].text")) if k == "text" else _typed(v, int, f"[eval].{k}")
     contributed = known_targets()
     known = dict(contributed)
     for name, raw in _typed(doc.get("targets", {}), dict, "[targets]").items():

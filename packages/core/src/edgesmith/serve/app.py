@@ -54,11 +54,13 @@ def create_app(
     max_queue: int = 16,
     max_tokens_limit: int = 2048,
     max_body_bytes: int = 1 << 20,
+    max_logprob_tokens: int = 1024,
 ) -> Starlette:
     """An app serving ``runner`` under the name ``model_id``. The caller keeps
     ownership of ``runner``; the app's worker stops at lifespan shutdown
     (or call ``app.state.engine.close()``)."""
-    engine = Engine(runner, max_queue=max_queue, max_tokens_limit=max_tokens_limit)
+    engine = Engine(runner, max_queue=max_queue, max_tokens_limit=max_tokens_limit,
+                    max_logprob_tokens=max_logprob_tokens)
     created = int(time.time())
     fingerprint = f"edgesmith-{runner.backend or 'unknown'}"
 
@@ -216,11 +218,13 @@ class _Reply:
                 "decode_tps": t.decode_tps, "total_s": t.total_s, "peak_rss_mb": t.peak_rss_mb}
 
     def whole(self, result: Any) -> dict[str, Any]:
+        # Log-probabilities (and echo's prompt) were added by the worker when asked for.
+        logprobs = result.extra.get("logprobs")
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
-                      "logprobs": None, "finish_reason": result.finish_reason}
+                      "logprobs": logprobs, "finish_reason": result.finish_reason}
         else:
-            choice = {"index": 0, "text": result.text, "logprobs": None,
+            choice = {"index": 0, "text": result.extra.get("echo", "") + result.text, "logprobs": logprobs,
                       "finish_reason": result.finish_reason}
         return {**self.head, "choices": [choice], "usage": self.usage(result),
                 "timings": self.timings(result)}

@@ -26,11 +26,14 @@ from ..cliutil import backend_options, threads_option
               help="Largest max_tokens a request may ask for.")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1024),
               help="Largest request body accepted (413 beyond).")
+@click.option("--max-logprob-tokens", default=1024, show_default=True, type=click.IntRange(min=2),
+              help="Most prompt + completion tokens a logprobs or echo request may have scored (each "
+                   "costs one row of vocabulary-size floats).")
 def serve(artifact: str, backend: str | None, options: tuple[str, ...], threads: int | None, host: str,
           port: int, api_key: str | None, model_name: str | None, max_queue: int,
-          max_tokens_limit: int, max_body_bytes: int) -> None:
+          max_tokens_limit: int, max_body_bytes: int, max_logprob_tokens: int) -> None:
     """Serve ARTIFACT with an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
     from .runserver import run_server
 
     run_server(artifact, backend, options, threads, host, port, api_key, model_name, max_queue,
-               max_tokens_limit, max_body_bytes)
+               max_tokens_limit, max_body_bytes, max_logprob_tokens)

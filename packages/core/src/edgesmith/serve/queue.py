@@ -25,7 +25,7 @@ import attrs
 
 from ..errors import UnsupportedError, UserError
 from ..runner import Runner
-from ..types import RunRequest
+from ..types import RunRequest, RunResult, Timings
 from .schema import Parsed
 
 log = logging.getLogger("edgesmith.serve")
@@ -77,10 +77,14 @@ class Job:
 class Engine:
     """Runs jobs on ``runner`` one at a time in a worker thread."""
 
-    def __init__(self, runner: Runner, *, max_queue: int, max_tokens_limit: int):
+    def __init__(self, runner: Runner, *, max_queue: int, max_tokens_limit: int,
+                 max_logprob_tokens: int = 1024):
         self.runner = runner
         self.max_queue = max_queue
         self.max_tokens_limit = max_tokens_limit
+        #: Prompt + completion tokens a logprobs/echo request may have scored.
+        self.max_logprob_tokens = max_logprob_tokens
+        self._vocab: int | None = None
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._running: Job | None = None
@@ -168,15 +172,26 @@ class Engine:
             self.counts["cancelled"] += 1
             return
         try:
-            request, prompt_tokens = self._fit(job.parsed)
-            job.emit("start", prompt_tokens)
+            parsed = job.parsed
+            request, ids = self._fit(parsed)
+            job.emit("start", len(ids))
 
             def on_text(piece: str) -> None:
                 if job.cancelled.is_set():
                     raise _Aborted
                 job.emit("text", piece)
 
-            result = self.runner.generate(request, on_text=on_text)
+            if parsed.max_tokens == 0:  # echo alone: score the prompt, generate nothing
+                result = RunResult(text="", prompt_tokens=len(ids), finish_reason="length",
+                                   timings=Timings(load_s=self.runner.load_s), backend=self.runner.backend)
+            elif parsed.prompt_ids is not None:
+                from ..promptids import generate_from_ids
+
+                result = generate_from_ids(self.runner, ids, request, on_text=on_text)
+            else:
+                result = self.runner.generate(request, on_text=on_text)
+            if parsed.logprobs is not None or parsed.echo:
+                result = self._scored(parsed, ids, result)
         except _Aborted:
             self.counts["cancelled"] += 1
             return
@@ -194,19 +209,24 @@ class Engine:
         self.counts["served"] += 1
         job.emit("done", result)
 
-    def _fit(self, parsed: Parsed) -> tuple[RunRequest, int]:
-        """The request with max_tokens settled against the prompt and the context.
+    def _fit(self, parsed: Parsed) -> tuple[RunRequest, list[int]]:
+        """The request with max_tokens settled against the prompt and the context,
+        and the prompt's token ids.
 
         Tokenizing happens here, in the worker, because backends do not
         promise that their tokenizer may run while another thread generates.
         """
-        try:
-            ids = self.runner.prompt_ids(parsed.request)
-        except UnsupportedError as exc:
-            if parsed.request.messages is None:
-                raise
-            raise UserError(f"backend {self.runner.backend} has no chat template for this model; "
-                            f"send a prompt to /v1/completions instead") from exc
+        if parsed.prompt_ids is not None:
+            ids = list(parsed.prompt_ids)
+            self._check_ids(ids)
+        else:
+            try:
+                ids = self.runner.prompt_ids(parsed.request)
+            except UnsupportedError as exc:
+                if parsed.request.messages is None:
+                    raise
+                raise UserError(f"backend {self.runner.backend} has no chat template for this model; "
+                                f"send a prompt to /v1/completions instead") from exc
         if not ids:
             raise UserError("the prompt is empty: it gives no tokens; send some text")
         ctx = self.runner.context_length
@@ -214,10 +234,60 @@ class Engine:
             raise UserError(f"the prompt is {len(ids)} tokens but the model's context is {ctx}; "
                             f"shorten the prompt")
         room = (ctx - len(ids)) if ctx else self.max_tokens_limit
+        scoring = parsed.logprobs is not None or parsed.echo
+        if scoring:
+            what = "echo" if parsed.echo else "logprobs"
+            asked = parsed.max_tokens if parsed.max_tokens is not None else 1
+            if len(ids) + asked > self.max_logprob_tokens:
+                raise UserError(f"{what} scores every token of the prompt and the completion: {len(ids)} prompt "
+                                f"+ {asked} completion tokens is over this server's limit of "
+                                f"{self.max_logprob_tokens} (--max-logprob-tokens); send a shorter prompt or "
+                                f"a smaller max_tokens")
+            room = min(room, self.max_logprob_tokens - len(ids))
         if parsed.max_tokens is None:
             wanted = max(1, min(self.max_tokens_limit, room))
-            return attrs.evolve(parsed.request, max_tokens=wanted), len(ids)
+            return attrs.evolve(parsed.request, max_tokens=wanted), ids
         if parsed.max_tokens > room:
             raise UserError(f"the prompt ({len(ids)} tokens) plus max_tokens ({parsed.max_tokens}) "
                             f"exceeds the model's context of {ctx}; shorten the prompt or lower max_tokens")
-        return parsed.request, len(ids)
+        return parsed.request, ids
+
+    def _check_ids(self, ids: list[int]) -> None:
+        """A prompt of token ids must be ids of this model's vocabulary (some stacks
+        crash on others); its size is read once, from one scored token."""
+        if self._vocab is None:
+            import numpy as np
+
+            probe = self.runner.tokenize("a", add_special=False)[:1] or [0]
+            try:
+                self._vocab = int(np.asarray(self.runner.logprobs(probe)).shape[-1])
+            except UnsupportedError:
+                raise UserError(f"backend {self.runner.backend} cannot score tokens, so a prompt of token ids "
+                                f"cannot be checked against its vocabulary; send the prompt as text") from None
+        bad = next((t for t in ids if t >= self._vocab), None)
+        if bad is not None:
+            raise UserError(f"prompt token id {bad} is outside this model's vocabulary (ids 0 to "
+                            f"{self._vocab - 1}); send ids of this model's tokenizer")
+
+    def _scored(self, parsed: Parsed, ids: list[int], result: RunResult) -> RunResult:
+        """``result`` with its log-probabilities (and, for echo, the prompt text) in ``extra``."""
+        from . import logprobs
+
+        prompt = parsed.request.prompt if parsed.request.prompt is not None else self.runner.detokenize(ids)
+        generated = logprobs.shown(self.runner, ids, result.token_ids, result.text)
+        # A greedy generation that stopped before max_tokens with every token shown met
+        # the end of sequence: list that token too, as OpenAI does (lm-eval's scorer,
+        # asking for one token, drops the last one it is given).
+        ended = (parsed.max_tokens != 0 and result.finish_reason == "stop" and parsed.request.temperature == 0
+                 and len(generated) == len(result.token_ids)
+                 and not any(s in self.runner.detokenize(result.token_ids) for s in parsed.request.stop))
+        extra: dict[str, Any] = {}
+        if parsed.echo:
+            extra["echo"] = prompt
+        if parsed.logprobs is not None:
+            if parsed.request.messages is not None:
+                extra["logprobs"] = logprobs.chat(self.runner, ids, generated, top=parsed.logprobs, ended=ended)
+            else:
+                extra["logprobs"] = logprobs.completion(self.runner, ids, generated, top=parsed.logprobs,
+                                                        echo=parsed.echo, prompt_chars=len(prompt), ended=ended)
+        return attrs.evolve(result, extra={**result.extra, **extra})

@@ -18,7 +18,7 @@ log = logging.getLogger("edgesmith.serve")
 
 def run_server(artifact: str, backend: str | None, options: tuple[str, ...], threads: int | None,
                host: str, port: int, api_key: str | None, model_name: str | None, max_queue: int,
-               max_tokens_limit: int, max_body_bytes: int) -> None:
+               max_tokens_limit: int, max_body_bytes: int, max_logprob_tokens: int = 1024) -> None:
     from pathlib import Path
 
     from .. import api
@@ -44,7 +44,7 @@ def run_server(artifact: str, backend: str | None, options: tuple[str, ...], thr
     try:
         app = create_app(runner, model_id=model_name or Path(artifact).resolve().name, api_key=api_key,
                          max_queue=max_queue, max_tokens_limit=max_tokens_limit,
-                         max_body_bytes=max_body_bytes)
+                         max_body_bytes=max_body_bytes, max_logprob_tokens=max_logprob_tokens)
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         if not _loopback(host) and not api_key:

@@ -33,13 +33,22 @@ class BadRequest(Exception):
 @attrs.frozen
 class Parsed:
     """A validated request. ``max_tokens`` is ``None`` when the client left it
-    out: the worker then allows up to the limit or the room left in the context."""
+    out: the worker then allows up to the limit or the room left in the context
+    (0 only with ``echo``: score the prompt, generate nothing).
+
+    ``logprobs`` is None when not asked for, else how many alternatives to list
+    per position (0: only the chosen token's); ``echo`` returns the prompt, and
+    its tokens' log-probabilities, ahead of the completion; ``prompt_ids`` is a
+    prompt sent as token ids (``request.prompt`` is then None)."""
 
     request: RunRequest
     max_tokens: int | None
     stream: bool
     include_usage: bool
     model: str | None
+    logprobs: int | None = None
+    echo: bool = False
+    prompt_ids: tuple[int, ...] | None = None
 
 
 _SAMPLING = ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stream",
@@ -50,16 +59,14 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "presence_penalty": (0,),
     "frequency_penalty": (0,),
     "logit_bias": ({},),
-    "logprobs": (False, 0),
 }
 _CHAT_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
-    "top_logprobs": (0,),
     "response_format": ({"type": "text"},),
     "tools": ([],),
     "tool_choice": ("none",),
     "parallel_tool_calls": (False, True),
 }
-_COMPLETION_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {"echo": (False,), "best_of": (1,), "suffix": ("",)}
+_COMPLETION_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {"best_of": (1,), "suffix": ("",)}
 
 #: Deeper than any body this API needs (a chat body nests 5 levels); refused so that
 #: no later step (comparison, an error message quoting the value) can recurse too far.
@@ -68,10 +75,15 @@ MAX_DEPTH = 64
 MAX_SEED = 2**32 - 1
 #: top_k beyond a C int cannot mean anything and would overflow some backends.
 MAX_TOP_K = 2**31 - 1
+#: Alternatives per position a request may ask for (OpenAI's chat API allows 20).
+MAX_TOP_LOGPROBS = 20
+#: A prompt sent as token ids: ids beyond a C int cannot be a vocabulary entry.
+MAX_TOKEN_ID = 2**31 - 1
 
-CHAT_FIELDS = frozenset(("messages", "max_completion_tokens", *_SAMPLING, *_DEFAULT_ONLY,
-                         *_CHAT_DEFAULT_ONLY))
-COMPLETION_FIELDS = frozenset(("prompt", *_SAMPLING, *_DEFAULT_ONLY, *_COMPLETION_DEFAULT_ONLY))
+CHAT_FIELDS = frozenset(("messages", "max_completion_tokens", "logprobs", "top_logprobs", *_SAMPLING,
+                         *_DEFAULT_ONLY, *_CHAT_DEFAULT_ONLY))
+COMPLETION_FIELDS = frozenset(("prompt", "logprobs", "echo", *_SAMPLING, *_DEFAULT_ONLY,
+                               *_COMPLETION_DEFAULT_ONLY))
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -121,7 +133,14 @@ def parse_chat(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
         raise BadRequest("the prompt is empty: every message in 'messages' has empty content; "
                          "send some text", param="messages")
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    return _parsed(body, max_tokens_limit, key, messages=messages)
+    wanted = body.get("logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise BadRequest(f"logprobs must be true or false here (chat), got {_show(wanted)}; ask for "
+                         f"alternatives with top_logprobs", param="logprobs")
+    top = _top_logprobs(body, "top_logprobs")
+    if top is not None and not wanted:
+        raise BadRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+    return _parsed(body, max_tokens_limit, key, messages=messages, logprobs=(top or 0) if wanted else None)
 
 
 def parse_completion(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
@@ -129,15 +148,44 @@ def parse_completion(body: Mapping[str, Any], max_tokens_limit: int) -> Parsed:
     if "prompt" not in body:
         raise BadRequest("'prompt' is required: a string", param="prompt")
     prompt = body["prompt"]
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise BadRequest("'prompt' must be one string (batches and token arrays are not served)",
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one
+    ids = _token_ids(prompt) if isinstance(prompt, list) else None
+    if ids is None and not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be one string or one array of token ids (batches are not served)",
                          param="prompt")
-    _check_text(prompt, "prompt")
-    if not prompt:
-        raise BadRequest("the prompt is empty; send the text to continue in 'prompt'", param="prompt")
-    return _parsed(body, max_tokens_limit, "max_tokens", prompt=prompt)
+    if ids is None:
+        _check_text(prompt, "prompt")
+        if not prompt:
+            raise BadRequest("the prompt is empty; send the text to continue in 'prompt'", param="prompt")
+    echo = body.get("echo")
+    if echo is not None and not isinstance(echo, bool):
+        raise BadRequest("echo must be true or false", param="echo")
+    # false: the old default "no log-probabilities", which some clients still send.
+    logprobs = None if body.get("logprobs") is False else _top_logprobs(body, "logprobs")
+    return _parsed(body, max_tokens_limit, "max_tokens", prompt=None if ids is not None else prompt,
+                   logprobs=logprobs, echo=bool(echo), prompt_ids=ids)
+
+
+def _token_ids(value: list[Any]) -> tuple[int, ...]:
+    if not value:
+        raise BadRequest("the prompt is empty: the token array has no ids; send some", param="prompt")
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise BadRequest("'prompt' must be one string or one array of token ids (whole numbers); "
+                         "batches are not served", param="prompt")
+    bad = next((t for t in value if not 0 <= t <= MAX_TOKEN_ID), None)
+    if bad is not None:
+        raise BadRequest(f"prompt token id {_show(bad)} is not a vocabulary id; ids are 0 or more",
+                         param="prompt")
+    return tuple(value)
+
+
+def _top_logprobs(body: Mapping[str, Any], name: str) -> int | None:
+    """How many alternatives per position ``name`` asks for, bounded (None: not asked)."""
+    n = _opt_int(body, name)
+    if n is not None and not 0 <= n <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"{name} must be between 0 and {MAX_TOP_LOGPROBS}, got {_show(n)}", param=name)
+    return n
 
 
 def _check_fields(body: Mapping[str, Any], known: frozenset[str],
@@ -203,11 +251,15 @@ def _content(value: Any, where: str) -> str:
 
 
 def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str | None = None,
-            messages: tuple[dict[str, str], ...] | None = None) -> Parsed:
+            messages: tuple[dict[str, str], ...] | None = None, logprobs: int | None = None,
+            echo: bool = False, prompt_ids: tuple[int, ...] | None = None) -> Parsed:
     max_tokens = _opt_int(body, tokens_key)
     if max_tokens is not None:
-        if max_tokens < 1:
-            raise BadRequest(f"{tokens_key} must be at least 1, got {_show(max_tokens)}", param=tokens_key)
+        if max_tokens == 0 and echo:
+            pass  # OpenAI's way to score a prompt without generating
+        elif max_tokens < 1:
+            least = "1 (or 0 with echo: true)" if messages is None else "1"
+            raise BadRequest(f"{tokens_key} must be at least {least}, got {_show(max_tokens)}", param=tokens_key)
         if max_tokens > limit:
             raise BadRequest(f"{tokens_key}={_show(max_tokens)} is over this server's limit of {limit}; "
                              f"ask for {limit} or fewer", param=tokens_key)
@@ -225,6 +277,9 @@ def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", param="stream")
+    if stream and (logprobs is not None or echo):
+        what = "echo" if echo else "logprobs"
+        raise BadRequest(f"{what} is not served with stream: true; leave stream out to get it", param=what)
     options = body.get("stream_options")
     include_usage = False
     if options is not None:
@@ -244,7 +299,7 @@ def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str
     request = RunRequest(
         prompt=prompt,
         messages=messages,
-        max_tokens=max_tokens or limit,
+        max_tokens=max(1, max_tokens if max_tokens is not None else limit),
         # The OpenAI API samples at temperature 1 unless told otherwise.
         temperature=1.0 if temperature is None else temperature,
         top_p=1.0 if top_p is None else top_p,
@@ -252,7 +307,7 @@ def _parsed(body: Mapping[str, Any], limit: int, tokens_key: str, *, prompt: str
         seed=seed,
         stop=_stops(body.get("stop")),
     )
-    return Parsed(request, max_tokens, bool(stream), include_usage, model)
+    return Parsed(request, max_tokens, bool(stream), include_usage, model, logprobs, echo, prompt_ids)
 
 
 def _opt_int(body: Mapping[str, Any], name: str) -> int | None:
