@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 
 from edgesmith.errors import UnsupportedError, UserError
+from edgesmith.logsoftmax import log_softmax
 from edgesmith.runner import Runner
 from edgesmith.types import Artifact, Context, RunRequest, RunResult
 
@@ -117,9 +118,11 @@ class MlxRunner(Runner):
         for start in range(0, len(ids), self.score_chunk):
             chunk = mx.array(ids[start : start + self.score_chunk], dtype=mx.uint32)[None]
             logits = self._model(chunk, cache=cache)[0].astype(mx.float32)
-            lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-            mx.eval(lp)
-            rows.append(np.array(lp))
+            mx.eval(logits)
+            # The core's float64 log-softmax: MLX's CPU logsumexp is off by ~1e-4
+            # (its fast exp), so its rows summed to more than 1 and every KL came out
+            # negative, clipped to exactly 0.
+            rows.append(log_softmax(np.array(logits)))
         return np.concatenate(rows, axis=0)
 
     def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str:

@@ -101,8 +101,9 @@ def code_elsewhere(directory: Path, config: Mapping[str, Any]) -> str | None:
     return next((r.split("--")[0] for r in refs if isinstance(r, str) and "--" in r), None)
 
 
-def open_checkpoint(art: Artifact, options: Mapping[str, Any], ctx: Context) -> tuple[Any, Any]:
-    """(tokenizer, model in eval mode) of the checkpoint ``art``, on the CPU."""
+def prepare(art: Artifact, ctx: Context) -> tuple[Path, dict[str, Any]]:
+    """(directory, config) of ``art`` once its files are checked and the hub is
+    offline; refuses model code named in another repository."""
     directory = Path(art.directory)
     config = read_config(directory)
     check_files(art, ctx)
@@ -116,6 +117,12 @@ def open_checkpoint(art: Artifact, options: Mapping[str, Any], ctx: Context) -> 
         raise UserError(f"{directory} names model code in the repository {elsewhere} (its auto_map); "
                         f"edgesmith reads local files only: copy that code into the checkpoint and "
                         f"name it without the '{elsewhere}--' prefix")
+    return directory, config
+
+
+def open_checkpoint(art: Artifact, options: Mapping[str, Any], ctx: Context) -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) of the checkpoint ``art``, on the CPU."""
+    directory, config = prepare(art, ctx)
     problem = causal_lm_problem(config, ctx.trust_remote_code)
     if problem:
         raise UserError(f"backend transformers cannot run {directory}: {problem}")
@@ -124,10 +131,10 @@ def open_checkpoint(art: Artifact, options: Mapping[str, Any], ctx: Context) -> 
 
     common = {"trust_remote_code": ctx.trust_remote_code, "local_files_only": True}
     ctx.progress("loading the tokenizer", None, None)
-    tokenizer = _vendor(lambda: AutoTokenizer.from_pretrained(str(directory), **common), directory, "tokenizer")
+    tokenizer = vendor_call(lambda: AutoTokenizer.from_pretrained(str(directory), **common), directory, "tokenizer")
     ctx.progress("loading the model", None, None)
     dtype = getattr(torch, TORCH_DTYPES[options["dtype"]])
-    model = _vendor(lambda: AutoModelForCausalLM.from_pretrained(
+    model = vendor_call(lambda: AutoModelForCausalLM.from_pretrained(
         str(directory), dtype=dtype, attn_implementation=options["attn_implementation"],
         # True: transformers never falls back to pickle files; None lets it choose
         # (safetensors first) once the user has allowed pickle.
@@ -135,7 +142,7 @@ def open_checkpoint(art: Artifact, options: Mapping[str, Any], ctx: Context) -> 
     return tokenizer, model.eval()
 
 
-def _vendor(call: Any, directory: Path, what: str) -> Any:
+def vendor_call(call: Any, directory: Path, what: str) -> Any:
     """``call()``, with transformers' errors about the checkpoint as one-line UserErrors."""
     try:
         return call()

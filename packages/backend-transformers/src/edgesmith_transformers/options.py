@@ -17,4 +17,6 @@ LOAD = (
     Option("attn_implementation", "choice", "attention kernel: eager (exact logits, the reference) "
            "or sdpa (PyTorch's fused attention, faster on long prompts)", default="eager",
            choices=ATTENTION),
+    Option("max_length", "int", "encoders: tokens kept of a text (cut as an export of that fixed "
+           "length cuts it); default: the checkpoint's max_position_embeddings", min=1),
 )

@@ -18,9 +18,16 @@ from .checkpoint import open_checkpoint
 from .sampling import Sampler
 
 
-def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> TransformersRunner:
+def load(artifact: Artifact, options: Mapping[str, Any], ctx: Context) -> Runner:
     """Handler of ``load hf``; ``options`` are parsed by the core
-    (:data:`edgesmith_transformers.options.LOAD`)."""
+    (:data:`edgesmith_transformers.options.LOAD`). An encoder checkpoint is
+    embedded instead (:mod:`edgesmith_transformers.encoder`)."""
+    from edgesmith.encoders import is_encoder_dir
+
+    if is_encoder_dir(Path(artifact.directory)):
+        from .encoder import load as load_encoder
+
+        return load_encoder(artifact, options, ctx)
     tokenizer, model = open_checkpoint(artifact, options, ctx)
     import torch
 

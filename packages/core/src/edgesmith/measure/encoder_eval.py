@@ -8,8 +8,8 @@ interval (sentences are the sampling unit) and the worst sentence. The gate
 ``--min-cosine`` passes when the whole interval is at or above the limit,
 fails when it is all below, and is undecided otherwise, as the other gates.
 
-A Hugging Face checkpoint as the reference is embedded with transformers in
-float32 (safetensors only, no remote code), cut to the artifacts' length.
+A Hugging Face checkpoint as the reference is embedded by the transformers
+backend in float32 (safetensors only, no remote code), cut to the artifacts' length.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def evaluate(artifacts: Sequence[str | Path], reference: str | Path, *, text: st
             "settings": {"text": text_name, "sentences": len(chosen), "threads": threads, "backend": backend},
             "definitions": DEFINITIONS, "gates": {"min_cosine": min_cosine},
             "reference": {"path": str(ref_path), "name": ref_path.name, **sizes(ref_path),
-                          "backend": backend_versions(r["backend"]) if r["backend"] else {"name": "transformers"},
+                          "backend": backend_versions(r["backend"]),
                           "seq_len": r["seq_len"], "dimensions": r["dimensions"], "pooling": r["pooling"],
                           "truncated_sentences": r["truncated"]},
             "artifacts": out_rows, "verdict": verdict}
@@ -150,69 +150,34 @@ def job(job: dict[str, Any]) -> dict[str, Any]:
     """The worker's side: embed every sentence of the plan; vectors to ``{tag}.npy``."""
     import numpy as np
 
+    from .. import api
     from ..formats import detect
+    from ..types import RunRequest
     from ..worker import progress
 
     work = Path(job["workdir"])
     chosen = json.loads((work / "sentences.json").read_text())
-    art = detect(job["artifact"])
-    if art.format == "hf":
-        facts = _hf_embed(art.path, chosen, job.get("max_len"), job.get("threads"))
-        backend = None
+    # A Hugging Face reference goes to the transformers backend (float32), cut to the
+    # artifacts' length; every other artifact runs with the user's backend and options.
+    if detect(job["artifact"]).format == "hf":
+        backend, options = "transformers", ({"max_length": job["max_len"]} if job.get("max_len") else {})
     else:
-        from .. import api
-        from ..types import RunRequest
-
-        progress("loading")
-        runner = api.load(job["artifact"], backend=job.get("backend"), options=job.get("options") or {},
-                          threads=job.get("threads"))
-        facts = []
-        with runner:
-            for n, s in enumerate(chosen):
-                progress(f"sentence {n + 1}/{len(chosen)}", n, len(chosen))
-                extra = dict(runner.generate(RunRequest(prompt=s)).extra)
-                if "embedding" not in extra:
-                    raise UserError(f"{job['artifact']} did not run as an encoder (no embedding came back)")
-                facts.append(extra)
-            backend = runner.backend
+        backend, options = job.get("backend"), job.get("options") or {}
+    progress("loading")
+    runner = api.load(job["artifact"], backend=backend, options=options, threads=job.get("threads"))
+    facts = []
+    with runner:
+        for n, s in enumerate(chosen):
+            progress(f"sentence {n + 1}/{len(chosen)}", n, len(chosen))
+            extra = dict(runner.generate(RunRequest(prompt=s)).extra)
+            if "embedding" not in extra:
+                raise UserError(f"{job['artifact']} did not run as an encoder (no embedding came back)")
+            facts.append(extra)
+        backend = runner.backend
     np.save(work / f"{job['tag']}.npy", np.asarray([f["embedding"] for f in facts], dtype=np.float32))
     first = facts[0]
     return {"backend": backend, "seq_len": first.get("seq_len"), "dimensions": len(first["embedding"]),
             "pooling": first.get("pooling"), "truncated": sum(1 for f in facts if f.get("truncated_tokens"))}
-
-
-def _hf_embed(path: Path, chosen: list[str], max_len: int | None, threads: int | None) -> list[dict[str, Any]]:
-    """Embeddings of a Hugging Face encoder checkpoint with transformers, float32."""
-    import numpy as np
-
-    from ..encoders import TextEncoder, pool
-    from ..worker import progress
-
-    try:
-        import torch
-        from transformers import AutoModel
-    except ImportError:
-        raise UserError("a Hugging Face reference needs torch and transformers where it runs; give its fp32 "
-                        "ONNX export (edgesmith convert CHECKPOINT --to onnx) as --reference") from None
-    if threads:
-        torch.set_num_threads(int(threads))
-    progress("loading")
-    model = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                      trust_remote_code=False).eval()
-    specs = {"input_ids": ((1, max_len), np.int64), "attention_mask": ((1, max_len), np.int64)}
-    enc = TextEncoder(path, specs)
-    out = []
-    with torch.inference_mode():
-        for n, s in enumerate(chosen):
-            progress(f"sentence {n + 1}/{len(chosen)}", n, len(chosen))
-            e = enc.encode(s)
-            keep = e.tokens  # unpadded: transformers needs no fixed shape
-            ids = torch.from_numpy(np.asarray(e.feed["input_ids"])[:, :keep])
-            mask = torch.from_numpy(np.asarray(e.feed["attention_mask"])[:, :keep])
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
-            out.append({"embedding": pool(hidden, mask.numpy(), enc.pooling), "seq_len": max_len,
-                        "pooling": enc.pooling.mode, "truncated_tokens": e.dropped})
-    return out
 
 
 def table(doc: dict[str, Any]) -> None:

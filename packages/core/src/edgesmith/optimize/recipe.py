@@ -26,7 +26,7 @@ DEFAULT_GATES = Gates(max_ppl_ratio=1.10, min_top1=0.85, max_size_ratio=None, mi
 
 # Long enough that decode's spread over the repeats is a few percent on a
 # 2-core machine (MLX's CPU build, at a few tokens/s, is the slowest here).
-DEFAULT_BENCH = {"prompt_tokens": 128, "gen_tokens": 64, "repeat": 5, "warmup": 1}
+DEFAULT_BENCH = {"prompt_tokens": 128, "gen_tokens": 128, "repeat": 5, "warmup": 1}
 # Sequential: clear cases stop after the first round; close ones score up to
 # max_tokens (enough to settle SmolLM2-135M's verdicts on the shipped text).
 # ``windows = N`` instead scores exactly N windows.
