@@ -140,8 +140,8 @@ BACKENDS: dict[str, Spec] = {
         ),
     ),
     "qnn": Spec(
-        # torch + transformers only for the tests: noxfile installs them with --with into the
-        # QNN test environment (a BERT exported by torch.onnx); a user's install gets neither.
+        # torch + transformers: for the language-model export (convert hf->qnn) and the tests;
+        # not dependencies of edgesmith-qnn: `--with torch --with transformers` adds them.
         requirements=TORCH + TESTED_TRANSFORMERS,
         notes=(
             "protobuf 6.31.1: the only version both sides allow. qai-hub 0.56.0 declares",
@@ -152,9 +152,9 @@ BACKENDS: dict[str, Spec] = {
             "  submit_inference_job(profile=True); its wire schema runs on the 6.31.1 runtime.",
             "onnxruntime 1.32.0 + onnxruntime-qnn 2.7.0 (QNN SDK 2.51.0, HTP simulator on x86-64): the",
             "  plugin EP loads into the ordinary CPU onnxruntime (>=1.28 gives it the full plugin API).",
-            "torch 2.14.1 + torchvision 0.29.1, transformers 5.7.0: locked for the tests only",
-            "  (test_hf_bert_export_quantize_compile_run exports a BERT with torch.onnx); edgesmith-qnn",
-            "  needs neither, so an install from this lock brings no torch.",
+            "torch 2.14.1 + torchvision 0.29.1, transformers 5.7.0: what `convert --to qnn` (a causal",
+            "  LM as static graphs) exports with and the tests use; edgesmith-qnn does not depend on",
+            "  them, so `edgesmith install qnn` brings no torch unless given --with torch --with transformers.",
         ),
     ),
 }

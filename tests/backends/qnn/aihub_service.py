@@ -154,7 +154,7 @@ class AIHubService:
     Script it before the client calls: ``compile_states`` / ``profile_states``
     (one ``(state, failure message)`` per status poll, the last one repeated),
     ``target`` (a compiled model folder to send back as a compile job's
-    target model) and ``layout`` (``zip``: the folder zipped, ``onnx``: the
+    target model, or a list of them for consecutive jobs) and ``layout`` (``zip``: the folder zipped, ``onnx``: the
     lone .onnx; ``zip-traversal`` / ``zip-no-bin`` / ``zip-two-onnx``: broken
     archives), ``profile`` (a :class:`ProfileDetail`), ``reject_options``
     (a job option the service refuses with HTTP 400, as it does unknown flags).
@@ -170,7 +170,7 @@ class AIHubService:
         self.profile_states: list[tuple[str, str | None]] = [
             ("CREATED", None), ("PROVISIONING_DEVICE", None), ("MEASURING_PERFORMANCE", None),
             ("SUCCESS", None)]
-        self.target: Path | None = None
+        self.target: Path | list[Path] | None = None
         self.layout = "zip"
         self.profile = profile_detail()
         self.reject_options: str | None = None
@@ -368,7 +368,9 @@ class AIHubService:
         states = self.compile_states if kind == "compile_job" else self.profile_states
         job = Job(job_id, kind.removesuffix("_job"), stored, dev, list(states))
         if kind == "compile_job" and query.get("seed_target_model") == ["true"] and self.target:
-            job.target_model_id = self._target_model(job_id, sub.name, self.target, self.layout).model_id
+            # A list: one target per compile job, in order (a language model's graphs).
+            target = self.target.pop(0) if isinstance(self.target, list) else self.target
+            job.target_model_id = self._target_model(job_id, sub.name, target, self.layout).model_id
         self.jobs[job_id] = job
         res = pb.CreateUpdateResponse(id=job_id)
         res.creation_time.CopyFrom(stored.creation_time)

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("onnxruntime_qnn", reason="edgesmith-qnn is not installed with its stack")
 
-from qnn_testkit import SHAPE, build_encoder, build_unsupported  # noqa: E402
+from qnn_testkit import LLM_SHAPE, SHAPE, build_encoder, build_unsupported  # noqa: E402
 
 from edgesmith import api  # noqa: E402
 
@@ -108,3 +108,22 @@ def causal_lm(calib_text, tmp_path_factory) -> dict[str, Path]:
                  options={"placement": "0"})
     api.compile(root / "q", output=root / "npu", device="npu", backend="qnn")
     return {"fp32": fp32, "npu": root / "npu"}
+
+
+@pytest.fixture(scope="session")
+def llm_pipeline(arch_model, tmp_path_factory) -> Callable[[str], dict[str, Path]]:
+    """``llm_pipeline(arch)``: {"hf", "float", "qdq", "ctx"} of the test kit's ``arch``
+    through convert --to qnn, quantize a16w8 and compile for the NPU; made once."""
+    cache: dict[str, dict[str, Path]] = {}
+
+    def make(arch: str) -> dict[str, Path]:
+        if arch not in cache:
+            out = tmp_path_factory.mktemp(f"llm-{arch}")
+            hf = arch_model(arch)
+            f = api.convert(hf, to="qnn", backend="qnn", output=out / "float", options=LLM_SHAPE)
+            q = api.quantize(f.path, scheme="a16w8", backend="qnn", output=out / "qdq")
+            c = api.compile(q.path, device="npu", backend="qnn", output=out / "ctx")
+            cache[arch] = {"hf": hf, "float": f.path, "qdq": q.path, "ctx": c.path}
+        return cache[arch]
+
+    return make

@@ -18,6 +18,9 @@ import numpy as np
 
 SEQ = 16
 SHAPE = {"shape": f"input_ids:1x{SEQ}"}
+#: The language-model pipelines' shape (conftest.llm_pipeline): small for the simulator,
+#: long enough for the fidelity kit's 128 scored positions.
+LLM_SHAPE = {"context": "160", "chunk": "32"}
 TEXTS = ("The morning train was late again.", "a b")
 
 

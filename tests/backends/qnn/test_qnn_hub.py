@@ -25,6 +25,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import qai_hub
@@ -481,3 +482,41 @@ def test_hub_code_is_not_imported_with_the_plugin():
             "print([m for m in ('qai_hub', 'onnxruntime', 'onnx') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out
+
+
+def test_a_language_model_compiles_on_hub_one_job_per_graph(configured, llm_pipeline, tmp_path):
+    """Prefill and decode graphs of a QDQ pipeline: two uploads, two compile jobs for the
+    device; each target model (the local compile's, see the module docstring) lands in
+    its graph's folder and the pipeline generates from them on the HTP."""
+    import shutil
+
+    b = llm_pipeline("llama3.2")
+    local = json.loads((b["ctx"] / "llm.json").read_text())
+    targets = []
+    for name in ("prefill", "decode"):
+        t = tmp_path / f"target-{name}"
+        t.mkdir()
+        graph_file = local["graphs"][name]
+        for f in b["ctx"].iterdir():
+            if f.name == graph_file or (f.suffix == ".bin" and f.name.startswith(Path(graph_file).stem)):
+                shutil.copy2(f, t / f.name)
+        targets.append(t)
+    configured.target = targets
+    out = tmp_path / "hub"
+    api.compile(b["qdq"], output=out, device="npu", backend="qnn", options={"hub_device": S24})
+    subs = configured.submitted("compile")
+    assert [s.name for s in subs] == ["edgesmith prefill", "edgesmith decode"]
+    uploaded = [onnx.load_from_string(m.data) for m in configured.uploaded()]
+    widths = [[d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] for m in uploaded]
+    assert widths == [[1, 32], [1, 1]]
+    assert all(any(n.op_type == "QuantizeLinear" for n in m.graph.node) for m in uploaded)
+    spec = json.loads((out / "llm.json").read_text())
+    assert spec["stage"] == "context" and spec["graphs"] == {"prefill": "prefill/model.onnx",
+                                                           "decode": "decode/model.onnx"}
+    jobs = spec["details"]["compile"]["graphs"]
+    assert {jobs[g]["hub"]["device"] for g in jobs} == {S24}
+    with api.load(out, backend="qnn") as runner:
+        local_run = api.load(b["ctx"], backend="qnn")
+        ids = runner.tokenize("The library was quiet")
+        assert np.array_equal(runner.logprobs(ids), local_run.logprobs(ids))
+        local_run.close()

@@ -18,7 +18,13 @@ def compile_npu(source: Artifact, device: str, opts: Mapping[str, Any], output: 
                 ctx: Context) -> Artifact:
     """Handler of ``compile qnn`` and ``compile onnx->qnn`` (``device`` is npu);
     ``opts`` are parsed by the core (:data:`edgesmith_qnn.options.COMPILE_OPTIONS`)."""
+    from . import llm
+
     if "hub_device" in opts:
+        if llm.is_pipeline(source.directory):
+            from .llm_build import compile_pipeline_on_hub
+
+            return compile_pipeline_on_hub(source, opts, output, ctx)
         from .hub import compile_on_hub
 
         return compile_on_hub(source, opts, output, ctx)
@@ -26,6 +32,10 @@ def compile_npu(source: Artifact, device: str, opts: Mapping[str, Any], output: 
     if stray:
         raise UserError(f"option(s) {', '.join(stray)} apply to Qualcomm AI Hub jobs only; "
                         f"add --option hub_device=NAME or drop them")
+    if llm.is_pipeline(source.directory):
+        from .llm_build import compile_pipeline
+
+        return compile_pipeline(source, opts, output, ctx)
     cpu_fallback, embed = opts["cpu_fallback"], opts["embed"]
     ctx.progress("reading model", None, None)
     path, model, facts = graph.prepare(source, opts)

@@ -58,6 +58,20 @@ QUANTIZE_OPTIONS = (
     MASK_VALUE,
 )
 
+#: model_types the static language-model export takes (tested: tiny Llama 3.2, Qwen2.5, Qwen3).
+LLM_TYPES = ("llama", "qwen2", "qwen3")
+
+#: convert hf->qnn (llm): a causal LM as static prefill/decode graphs over a fixed cache.
+LLM_CONVERT_OPTIONS = (
+    Option("context", "int", "tokens the KV cache holds (prompt + generated); the graphs' fixed size",
+           default=256, min=8, max=32768),
+    Option("chunk", "int", "prompt tokens the prefill graph takes per run", default=32, min=2, max=4096),
+    MASK_VALUE,
+)
+
+#: quantize qnn (llm): both graphs of a float pipeline, calibrated through the host loop.
+LLM_QUANTIZE_OPTIONS = tuple(o for o in QUANTIZE_OPTIONS if o.name not in ("shape", "tokenizer"))
+
 #: What ``hub.profile`` takes; an AI Hub compile takes these too.
 PROFILE_OPTIONS = (
     Option("hub_os", "str", "device OS version, or an interval such as [14,) (default: newest)"),

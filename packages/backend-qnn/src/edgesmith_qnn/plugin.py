@@ -16,7 +16,16 @@ from . import __version__
 
 # The hooks beyond edgesmith_backend: optimize targets, doctor's rule, deploy commands.
 from .contrib import edgesmith_deploy_commands, edgesmith_doctor_rules, edgesmith_optimize_targets  # noqa: F401
-from .options import COMPILE_OPTIONS, CONVERT_OPTIONS, LOAD_OPTIONS, NAME, QUANTIZE_OPTIONS
+from .options import (
+    COMPILE_OPTIONS,
+    CONVERT_OPTIONS,
+    LLM_CONVERT_OPTIONS,
+    LLM_QUANTIZE_OPTIONS,
+    LLM_TYPES,
+    LOAD_OPTIONS,
+    NAME,
+    QUANTIZE_OPTIONS,
+)
 from .schemes import SCHEMES
 
 
@@ -42,6 +51,14 @@ _NPU = ("npu",)
 OPERATIONS = (
     Operation("convert", "onnx", "edgesmith_qnn.convert:fix_static", options=CONVERT_OPTIONS,
               summary="fix dynamic input dimensions to static sizes (--option shape=NAME:1x128)"),
+    Operation("convert", "hf", "edgesmith_qnn.llm_export:export", format="qnn", variant="llm",
+              options=LLM_CONVERT_OPTIONS, architectures=LLM_TYPES,
+              summary="a causal LM as static prefill/decode graphs over a host-held KV cache (float; "
+              "needs torch and transformers in the qnn environment)"),
+    Operation("quantize", "qnn", "edgesmith_qnn.llm_build:quantize", variant="llm",
+              options=LLM_QUANTIZE_OPTIONS, schemes=tuple(SCHEMES), activations=True,
+              summary="both graphs of a language-model pipeline to QDQ (w8a16, w4a16), calibrated on text "
+              "through the host loop"),
     Operation("quantize", "onnx", "edgesmith_qnn.quantize:quantize", format="qnn",
               options=QUANTIZE_OPTIONS, schemes=tuple(SCHEMES), activations=True,
               summary="static QDQ for the HTP (16/8-bit activations, 8/4-bit weights), ONNX Runtime's "
@@ -50,8 +67,12 @@ OPERATIONS = (
               summary="EPContext model + QNN context binary for the HTP, here or on Qualcomm AI Hub"),
     Operation("compile", "onnx", _COMPILE, format="qnn", options=COMPILE_OPTIONS, devices=_NPU,
               summary="a float ONNX graph compiled for the HTP (fp16; needs soc_model)"),
+    # generates=False keeps optimize from planning HTP language models yet: on x86-64 the
+    # HTP is a simulator, and the snapdragon-npu target has no plan to compare its
+    # pipelines with llama.cpp on the CPU. `run`, `bench`, `eval` and `serve` generate.
     Operation("load", "qnn", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
-              summary="fixed-shape graphs on the HTP: Runner.infer (a fixed-window causal LM also scores)"),
+              summary="a language-model pipeline (llm.json) generates on the HTP; other fixed-shape "
+              "graphs: Runner.infer (a fixed-window causal LM also scores)"),
     Operation("load", "onnx", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
               summary="a QDQ or float ONNX graph on the HTP: Runner.infer"),
 )
@@ -66,9 +87,10 @@ def edgesmith_backend() -> BackendInfo:
         operations=OPERATIONS,
         libraries=("onnxruntime", "onnxruntime-qnn", "onnx"),
         notes={
-            "convert": "onnx -> onnx only: fixes dynamic input shapes (--option shape=NAME:1x128); "
-                       "export Hugging Face models to ONNX with the olive backend",
-            "run": "fixed-shape graphs: use Runner.infer(inputs); text generation is not offered",
+            "convert": "hf -> qnn: causal LMs (llama, qwen2, qwen3) as static graphs; onnx -> onnx: "
+                       "fixes dynamic input shapes; export encoders to ONNX with the olive backend",
+            "run": "language-model pipelines generate text; other fixed-shape graphs run on arrays "
+                   "(Runner.infer)",
         },
         check=_check,
     )

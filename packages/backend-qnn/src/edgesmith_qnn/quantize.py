@@ -13,7 +13,7 @@ from edgesmith.scratch import scratch_dir
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import calibration, graph
-from .schemes import plan
+from .schemes import QuantPlan, plan
 
 
 def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output: Path,
@@ -26,49 +26,12 @@ def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output:
     if graph.is_qdq(model) and not getattr(ctx, "allow_requantize", False):
         raise UserError(f"{path} already holds QuantizeLinear/DequantizeLinear nodes; quantize the "
                         f"float model instead, or pass --allow-requantize")
-    limit = abs(opts["mask_value"])
     specs = calibration.input_specs(model)
     samples, calib = _samples(spec, opts, path, model, specs)
-    ctx.progress("calibrating", 0, len(samples))
-
-    from onnxruntime.quantization import quantize as ort_quantize
-    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
-
-    # The quantizer logs advice through the root logger; keep the CLI quiet.
-    logging.getLogger().setLevel(logging.ERROR)
-    act_type, weight_type = p.quant_types()
-    per_channel = opts["per_channel"]
-    with scratch_dir("qnn") as tmp:
-        ctx.progress("folding constants", None, None)
-        folded, rewrites = graph.simplify_for_htp(model, Path(tmp), limit)
-        del model
-        pre = Path(tmp) / "pre.onnx"
-        # Fuses patterns the HTP has single ops for (LayerNorm, Gelu, ...).
-        src = pre if qnn_preprocess_model(str(folded), str(pre), fuse_layernorm=True) else folded
-        cfg = get_qnn_qdq_config(
-            str(src), calibration.Reader(samples, ctx.progress),
-            calibrate_method=p.calibration_method(), activation_type=act_type,
-            weight_type=weight_type, per_channel=per_channel,
-            # The QNN EP drops Q/DQ pairs around Relu/Clip when it maps the
-            # graph; removing those activations here loses their clamp on the
-            # HTP (seen on the simulator), so keep them in the graph.
-            keep_removable_activations=opts["keep_activations"],
-            init_overrides=_int4_overrides(graph.load(src)) if p.weight_bits == 4 else None,
-        )
-        try:
-            ort_quantize(str(src), str(output / graph.MODEL_NAME), cfg)
-        except (UserError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise BackendError(f"QDQ quantization failed: {str(exc).strip().splitlines()[0][:300]}") from None
+    rewrites = qdq_graph(model, samples, p, opts, output / graph.MODEL_NAME, ctx)
     side = graph.copy_side_files(path.parent, output)
     details: dict[str, Any] = {
-        "scheme": p.scheme,
-        "activation_type": f"uint{p.activation_bits}",
-        "weight_type": ("int4 per-channel (MatMul/Gemm/Conv), uint8 elsewhere" if p.weight_bits == 4
-                        else f"{'int' if p.weight_symmetric else 'uint'}{p.weight_bits}"),
-        "per_channel": per_channel,
-        "calibrate_method": p.calibrate_method,
+        **scheme_facts(p, opts),
         "calibration": calib,
         "graph_rewrites": rewrites,
         **facts,
@@ -80,6 +43,54 @@ def quantize(source: Artifact, spec: QuantSpec, opts: Mapping[str, Any], output:
 
         details["placement"] = placement(output / graph.MODEL_NAME, opts)
     return Artifact(path=output, format="qnn", entry=graph.MODEL_NAME, details=details)
+
+
+def qdq_graph(model: Any, samples: list[Any], p: QuantPlan, opts: Mapping[str, Any], dest: Path,
+              ctx: Context) -> dict[str, int]:
+    """Write the QDQ form of the float, static-shape ``model`` to ``dest``, its activation
+    ranges from ``samples`` (feeds); returns the graph rewrites made for the HTP."""
+    from onnxruntime.quantization import quantize as ort_quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+
+    ctx.progress("calibrating", 0, len(samples))
+    # The quantizer logs advice through the root logger; keep the CLI quiet.
+    logging.getLogger().setLevel(logging.ERROR)
+    act_type, weight_type = p.quant_types()
+    with scratch_dir("qnn") as tmp:
+        ctx.progress("folding constants", None, None)
+        folded, rewrites = graph.simplify_for_htp(model, Path(tmp), abs(opts["mask_value"]))
+        pre = Path(tmp) / "pre.onnx"
+        # Fuses patterns the HTP has single ops for (LayerNorm, Gelu, ...).
+        src = pre if qnn_preprocess_model(str(folded), str(pre), fuse_layernorm=True) else folded
+        cfg = get_qnn_qdq_config(
+            str(src), calibration.Reader(samples, ctx.progress),
+            calibrate_method=p.calibration_method(), activation_type=act_type,
+            weight_type=weight_type, per_channel=opts["per_channel"],
+            # The QNN EP drops Q/DQ pairs around Relu/Clip when it maps the
+            # graph; removing those activations here loses their clamp on the
+            # HTP (seen on the simulator), so keep them in the graph.
+            keep_removable_activations=opts["keep_activations"],
+            init_overrides=_int4_overrides(graph.load(src)) if p.weight_bits == 4 else None,
+        )
+        try:
+            ort_quantize(str(src), str(dest), cfg)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise BackendError(f"QDQ quantization failed: {str(exc).strip().splitlines()[0][:300]}") from None
+    return rewrites
+
+
+def scheme_facts(p: QuantPlan, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's account of the scheme."""
+    return {
+        "scheme": p.scheme,
+        "activation_type": f"uint{p.activation_bits}",
+        "weight_type": ("int4 per-channel (MatMul/Gemm/Conv), uint8 elsewhere" if p.weight_bits == 4
+                        else f"{'int' if p.weight_symmetric else 'uint'}{p.weight_bits}"),
+        "per_channel": opts["per_channel"],
+        "calibrate_method": p.calibrate_method,
+    }
 
 
 def _samples(spec: QuantSpec, opts: Mapping[str, Any], path: Path, model: Any,

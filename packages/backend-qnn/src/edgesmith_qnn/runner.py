@@ -110,7 +110,7 @@ class QnnRunner(Runner):
             if len(ids) >= self._lm_len:
                 return
             row = self._window_logits(ids)[len(ids) - 1].astype(np.float64)
-            tok = _pick(row, request, rng)
+            tok = pick(row, request, rng)
             if tok in eos:
                 return
             ids.append(tok)
@@ -147,7 +147,7 @@ class QnnRunner(Runner):
         self.session = None
 
 
-def _pick(logits: np.ndarray, request: RunRequest, rng: np.random.Generator) -> int:
+def pick(logits: np.ndarray, request: RunRequest, rng: np.random.Generator) -> int:
     """Greedy at temperature 0, else top-k / top-p sampling."""
     if request.temperature <= 0:
         return int(np.argmax(logits))
@@ -167,6 +167,13 @@ def _pick(logits: np.ndarray, request: RunRequest, rng: np.random.Generator) -> 
     return int(rng.choice(p.size, p=p))
 
 
-def load(artifact: Any, opts: Mapping[str, Any], ctx: Context) -> QnnRunner:
-    """Handler of ``load qnn`` and ``load onnx``; ``opts`` are parsed by the core."""
+def load(artifact: Any, opts: Mapping[str, Any], ctx: Context) -> Runner:
+    """Handler of ``load qnn`` and ``load onnx``; ``opts`` are parsed by the core.
+    A language-model pipeline (llm.json) generates through :mod:`edgesmith_qnn.llm_runner`."""
+    from . import llm
+
+    if llm.is_pipeline(artifact.directory):
+        from .llm_runner import load as load_pipeline
+
+        return load_pipeline(Path(artifact.directory), opts, ctx)
     return QnnRunner(graph.model_file(artifact), opts, ctx.threads)

@@ -1,0 +1,142 @@
+"""Language models on the HTP: Hugging Face -> static prefill/decode graphs ->
+QDQ (a16w8) -> context binaries -> generation on the QNN HTP simulator.
+
+Every stage is held to transformers on the test kit's checkpoints (Llama 3.2's
+RoPE scaling and tied embeddings, Qwen2.5's biases and RoPE base): the float
+graphs exactly (full-precision bounds), the quantized ones within what 8-bit
+weights and 16-bit activations cost. A copy with its RoPE base changed must
+fail the same bounds, so they can fail.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from qnn_testkit import LLM_SHAPE
+
+from edgesmith import api
+from edgesmith.errors import UserError
+from edgesmith.testing.fidelity import assert_caught, compare, copy_with_config, record
+from edgesmith.types import RunRequest
+
+ARCHS = ("llama3.2", "qwen2.5")
+POSITIONS = 128
+#: What a16w8 may cost against transformers' float32 (measured: see the note in the test).
+QDQ_TOP1, QDQ_KL, QDQ_GREEDY = 0.9, 0.05, 4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_float_graphs_are_transformers_own(arch, llm_pipeline):
+    b = llm_pipeline(arch)
+    spec = json.loads((b["float"] / "llm.json").read_text())
+    assert spec["stage"] == "float" and spec["context"] == 160 and spec["chunk"] == 32
+    for name, width in (("prefill", 32), ("decode", 1)):
+        g = onnx.load(b["float"] / spec["graphs"][name], load_external_data=False)
+        shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in g.graph.input}
+        assert shapes["input_ids"] == [1, width]
+        assert shapes["past_key_0"][2] == 160 and shapes["attention_mask"] == [1, 1, width, 160 + width]
+        assert all(all(d > 0 for d in s) for s in shapes.values()), "every input is static"
+    with api.load(b["float"], backend="qnn") as runner:
+        fid = compare(b["hf"], runner, label=f"{arch} / qnn float graphs (cpu)", max_positions=POSITIONS)
+    record(fid)
+    print(fid.row())
+    assert not fid.failures(), fid.failures()
+    assert fid.chat_equal is True
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a16w8_generates_on_the_htp_close_to_transformers(arch, llm_pipeline):
+    b = llm_pipeline(arch)
+    spec = json.loads((b["ctx"] / "llm.json").read_text())
+    assert spec["stage"] == "context"
+    for name in ("prefill", "decode"):
+        placed = spec["details"]["compile"]["graphs"][name]["placement"]
+        assert placed["all_on_qnn"], placed
+        assert spec["details"]["quantize"]["placement"][name]["all_on_qnn"]
+        ctx_graph = onnx.load(b["ctx"] / spec["graphs"][name], load_external_data=False)
+        assert {n.op_type for n in ctx_graph.graph.node} == {"EPContext"}
+    assert spec["details"]["compile"]["context_binaries"]
+    with api.load(b["ctx"], backend="qnn") as runner:
+        assert runner.device == "htp"
+        fid = compare(b["hf"], runner, label=f"{arch} / qnn a16w8 (htp)", max_positions=POSITIONS)
+        result = runner.generate(RunRequest(prompt="The library was quiet", max_tokens=16))
+    record(fid)
+    print(fid.row())
+    assert not fid.failures(top1=QDQ_TOP1, mean_kl=QDQ_KL, greedy=False), fid.failures(top1=QDQ_TOP1, mean_kl=QDQ_KL)
+    assert fid.greedy_matched >= QDQ_GREEDY, (fid.greedy_ref, fid.greedy_cand)
+    assert result.completion_tokens > 0 and result.timings.decode_tps > 0
+
+
+def test_a_wrong_rope_base_fails_the_same_bounds(llm_pipeline, arch_model, tmp_path):
+    bad = copy_with_config(arch_model("llama3.2"), tmp_path / "bad-rope",
+                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    out = api.convert(bad, to="qnn", backend="qnn", output=tmp_path / "float", options=LLM_SHAPE)
+    with api.load(out.path, backend="qnn") as runner:
+        fid = compare(llm_pipeline("llama3.2")["hf"], runner, label="llama3.2 / rope base 10000",
+                      max_positions=POSITIONS)
+    assert_caught(fid)
+
+
+def test_the_cache_carries_the_prompt(llm_pipeline):
+    """Scoring a text in one pass equals prefilling half of it and decoding the rest."""
+    b = llm_pipeline("llama3.2")
+    with api.load(b["float"], backend="qnn") as runner:
+        ids = runner.tokenize("The library was quiet except for the turning of pages, and the clock.")
+        whole = runner.logprobs(ids)
+        pipe = runner._pipe
+        pipe.reset()
+        rows = [pipe.extend(ids[:5])] + [pipe.step("decode", [t]) for t in ids[5:]]
+    stepped = np.concatenate(rows)
+    assert np.abs(whole - (stepped - np.log(np.exp(stepped).sum(1, keepdims=True)))).max() < 1e-4
+
+
+def test_refusals_are_one_line(arch_model, tmp_path, llm_pipeline):
+    cases = [
+        (lambda: api.convert(arch_model("gemma3"), to="qnn", backend="qnn", output=tmp_path / "g"),
+         "llama, qwen2, qwen3"),
+        (lambda: api.convert(arch_model("llama3.2"), to="qnn", backend="qnn", output=tmp_path / "c",
+                             options={"context": "16", "chunk": "32"}), "chunk=32 is longer"),
+        (lambda: api.quantize(llm_pipeline("llama3.2")["ctx"], scheme="a16w8", backend="qnn", output=tmp_path / "q"),
+         "already context"),
+    ]
+    for call, words in cases:
+        with pytest.raises(UserError) as err:
+            call()
+        assert words in str(err.value) and "\n" not in str(err.value)
+    b = llm_pipeline("llama3.2")
+    with api.load(b["ctx"], backend="qnn") as runner, pytest.raises(UserError, match="context of 160"):
+        runner.logprobs([1] * 161)
+
+
+def test_the_readme_loop_runs_the_context_binaries_without_edgesmith(llm_pipeline, tmp_path):
+    """The README's deploy snippet, run as written in a plain Python on the compiled pipeline:
+    its tokens are the ones edgesmith's host loop gets from the same decode graph."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    code = re.search(r"<!-- qnn-llm-deploy -->\n```python\n(.*?)```", readme, re.S).group(1)
+    b = llm_pipeline("llama3.2")
+    script = tmp_path / "deploy.py"
+    # ... and the snippet imports nothing of edgesmith, directly or through what it imports.
+    script.write_text(code.replace('d = "llm-npu"', f'd = {str(b["ctx"])!r}')
+                      + "import sys\nassert not [m for m in sys.modules if m.startswith('edgesmith')]\n")
+    out = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    with api.load(b["ctx"], backend="qnn") as runner:
+        ids = runner.tokenize("The library was")
+        pipe = runner._pipe
+        pipe.reset()
+        want = []
+        for t in ids:
+            row = pipe.step("decode", [t])[0]
+        for _ in range(9):
+            want.append(int(row.argmax()))
+            row = pipe.step("decode", [want[-1]])[0]
+    assert got == want
