@@ -19,8 +19,6 @@ ALLOWED_SKIPS = {
         "on macOS with Metal, device=gpu is a valid request, not a bad one",
     "tests/backends/openvino/test_openvino_compile.py::test_missing_device_lists_what_openvino_sees":
         "runs only where the device is absent; a machine with that GPU or NPU skips it",
-    "tests/backends/qnn/test_qnn_conformance.py::TestQnnConformance::test_chat_uses_template":
-        "QNN runs fixed-shape graphs: there is no chat template to use",
 }
 
 _skipped: list[tuple[str, str]] = []

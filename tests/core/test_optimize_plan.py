@@ -101,7 +101,7 @@ def test_npu_target_without_text_generation_falls_back_and_says_why():
     assert t.name == "snapdragon-npu" and t.backend == "llamacpp"
     assert set(t.candidates) == {"Q4_0", "Q8_0"} and t.present
     note = t.notes[0]
-    assert "qnn does not generate text" in note
+    assert "qnn is not planned for text generation" in note
     # the cross-backend route Olive -> QNN is found and shown
     assert "convert hf → onnx [olive] → quantize onnx → qnn [qnn] → compile qnn → qnn [qnn]" in note
 

@@ -10,8 +10,6 @@ from qnn_testkit import SHAPE
 from edgesmith import api
 from edgesmith.testing.conformance import BackendConformance
 
-_NO_TEMPLATE = "the tiny causal LM graph carries no chat template"
-
 
 class TestQnnConformance(BackendConformance):
     backend = "qnn"
@@ -27,9 +25,9 @@ class TestQnnConformance(BackendConformance):
 
     @pytest.fixture(scope="class")
     @classmethod
-    def runnable(cls, causal_lm) -> Path:
-        # Generation and scoring need logits: a fixed-window causal LM compiled for the NPU.
-        return causal_lm["npu"]
+    def runnable(cls, llm_pipeline) -> Path:
+        # Generation, scoring and chat: a language-model pipeline compiled for the NPU.
+        return llm_pipeline("llama3.2")["ctx"]
 
     def bad_inputs(self, tmp_path: Path):
         encoder = self._encoder
@@ -52,6 +50,3 @@ class TestQnnConformance(BackendConformance):
         # bad_inputs() takes no fixtures; hand it the session models.
         type(self)._encoder = encoder
         type(self)._unsupported = unsupported
-
-    @pytest.mark.skip(reason=_NO_TEMPLATE)
-    def test_chat_uses_template(self, runnable: Path) -> None: ...

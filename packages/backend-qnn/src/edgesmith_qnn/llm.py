@@ -108,6 +108,26 @@ def read_rope(directory: Path) -> tuple[np.ndarray, np.ndarray]:
         return z["cos"].astype(np.float32), z["sin"].astype(np.float32)
 
 
+def session_run(session: Any) -> Run:
+    """An onnxruntime session as a :data:`Run`."""
+    names = [o.name for o in session.get_outputs()]
+    return lambda feed: dict(zip(names, session.run(None, feed), strict=True))
+
+
+def cpu_runs(directory: Path, spec: Spec, threads: int | None = None) -> dict[str, Run]:
+    """The float graphs on ONNX Runtime's CPU EP (the export check, calibration, and
+    running a float pipeline)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    return {name: session_run(ort.InferenceSession(str(Path(directory) / spec.graphs[name]), so,
+                                                   providers=["CPUExecutionProvider"]))
+            for name in GRAPHS}
+
+
 class Pipeline:
     """The host side: the cache, masks and angles around two graph runs.
 

@@ -21,7 +21,7 @@ from edgesmith.errors import UserError
 from edgesmith.types import Artifact, Context, QuantSpec
 
 from . import ep, graph, llm
-from .llm_export import TEXT_FILES, cpu_runs
+from .llm_export import TEXT_FILES
 from .quantize import qdq_graph, scheme_facts
 from .schemes import plan
 
@@ -58,7 +58,7 @@ def calibration_feeds(directory: Path, spec: llm.Spec, text: Path | None, cap: i
     ids = [i for line in lines for i in tok.encode(line).ids]
     want = {g: cap or n for g, n in DEFAULT_SAMPLES.items()}
     rec: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in llm.GRAPHS}
-    cpu = cpu_runs(directory, spec, threads)
+    cpu = llm.cpu_runs(directory, spec, threads)
 
     def recording(g: str) -> llm.Run:
         def run(feed: dict[str, np.ndarray]) -> Any:

@@ -191,22 +191,6 @@ def _export_graph(torch: Any, step: Any, spec: llm.Spec, width: int, dest: Path)
         raise BackendError(f"torch.onnx could not export the {dest.stem} graph: {first}") from None
 
 
-def cpu_runs(directory: Path, spec: llm.Spec, threads: int | None = None) -> dict[str, llm.Run]:
-    """The float graphs on ONNX Runtime's CPU EP (checks and calibration)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    runs = {}
-    for name in llm.GRAPHS:
-        sess = ort.InferenceSession(str(Path(directory) / spec.graphs[name]), so, providers=["CPUExecutionProvider"])
-        outs = [o.name for o in sess.get_outputs()]
-        runs[name] = lambda feed, s=sess, o=outs: dict(zip(o, s.run(None, feed), strict=True))
-    return runs
-
-
 def _max_gap(model: Any, directory: Path, spec: llm.Spec) -> float:
     """Largest logit difference of the graphs (prefill chunks, then decode steps) from
     transformers' forward over the same tokens."""
@@ -214,7 +198,7 @@ def _max_gap(model: Any, directory: Path, spec: llm.Spec) -> float:
 
     n = min(spec.context, 2 * spec.chunk + 3)
     ids = [(7 * i + 3) % spec.vocab_size for i in range(n)]
-    pipe = llm.Pipeline(spec, llm.read_rope(directory), cpu_runs(directory, spec))
+    pipe = llm.Pipeline(spec, llm.read_rope(directory), llm.cpu_runs(directory, spec))
     got = np.concatenate([pipe.extend(ids[: 2 * spec.chunk]), pipe.extend(ids[2 * spec.chunk:])]) \
         if n > 2 * spec.chunk else pipe.extend(ids)
     with torch.inference_mode():

@@ -22,21 +22,17 @@ from edgesmith.logsoftmax import log_softmax
 from edgesmith.runner import Runner
 from edgesmith.types import Context, RunRequest
 
-from . import ep, llm
-from .llm_export import cpu_runs
+from . import ep, llm, sampling
 
 
 def load(directory: Path, opts: Mapping[str, Any], ctx: Context) -> LlmRunner:
     spec = llm.read_spec(directory)
     if spec.stage == "float":
-        runs, where = cpu_runs(directory, spec, ctx.threads), "cpu (float graphs, as exported)"
+        runs, where = llm.cpu_runs(directory, spec, ctx.threads), "cpu (float graphs, as exported)"
     else:
-        runs = {}
-        for name in llm.GRAPHS:
-            sess = ep.session(directory / spec.graphs[name], opts, cpu_fallback=opts["cpu_fallback"],
-                              threads=ctx.threads)
-            outs = [o.name for o in sess.get_outputs()]
-            runs[name] = lambda feed, s=sess, o=outs: dict(zip(o, s.run(None, feed), strict=True))
+        runs = {name: llm.session_run(ep.session(directory / spec.graphs[name], opts,
+                                                 cpu_fallback=opts["cpu_fallback"], threads=ctx.threads))
+                for name in llm.GRAPHS}
         where = "htp"
     return LlmRunner(directory, spec, runs, where)
 
@@ -71,7 +67,9 @@ class LlmRunner(Runner):
             raise UnsupportedError(f"{self.directory} has no chat template; use -p PROMPT instead of --chat")
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        # As transformers renders chat templates (break/continue are used by some).
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
 
         def fail(message: str) -> None:
             raise UserError(f"the chat template refused the messages: {message}")
@@ -101,12 +99,10 @@ class LlmRunner(Runner):
         return log_softmax(self._pipe.extend(ids))
 
     def stream_tokens(self, prompt_ids: list[int], request: RunRequest) -> Iterator[int]:
-        from .runner import pick
-
         ids = self._check(prompt_ids)
         rng = np.random.default_rng(request.seed)
         stop = set(self.spec.eos_token_ids)
-        yield from self._pipe.generate(ids, lambda row: pick(row.astype(np.float64), request, rng),
+        yield from self._pipe.generate(ids, lambda row: sampling.pick(row.astype(np.float64), request, rng),
                                        request.max_tokens, stop)
 
     def close(self) -> None:

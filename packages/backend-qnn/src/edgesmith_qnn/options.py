@@ -60,6 +60,13 @@ QUANTIZE_OPTIONS = (
 
 #: model_types the static language-model export takes (tested: tiny Llama 3.2, Qwen2.5, Qwen3).
 LLM_TYPES = ("llama", "qwen2", "qwen3")
+#: Why the export refuses the other text architectures of the test kit, and what helps.
+LLM_UNSUPPORTED = {
+    "gemma3_text": "sliding-window layers and scaled embeddings are not in the static graphs yet; "
+                   "run it on the Snapdragon CPU with the llamacpp backend",
+    "phi3": "its fused qkv and gate-up projections are not in the static graphs yet; "
+            "run it on the Snapdragon CPU with the llamacpp backend",
+}
 
 #: convert hf->qnn (llm): a causal LM as static prefill/decode graphs over a fixed cache.
 LLM_CONVERT_OPTIONS = (

@@ -22,6 +22,7 @@ from .options import (
     LLM_CONVERT_OPTIONS,
     LLM_QUANTIZE_OPTIONS,
     LLM_TYPES,
+    LLM_UNSUPPORTED,
     LOAD_OPTIONS,
     NAME,
     QUANTIZE_OPTIONS,
@@ -52,7 +53,7 @@ OPERATIONS = (
     Operation("convert", "onnx", "edgesmith_qnn.convert:fix_static", options=CONVERT_OPTIONS,
               summary="fix dynamic input dimensions to static sizes (--option shape=NAME:1x128)"),
     Operation("convert", "hf", "edgesmith_qnn.llm_export:export", format="qnn", variant="llm",
-              options=LLM_CONVERT_OPTIONS, architectures=LLM_TYPES,
+              options=LLM_CONVERT_OPTIONS, architectures=LLM_TYPES, unsupported=LLM_UNSUPPORTED,
               summary="a causal LM as static prefill/decode graphs over a host-held KV cache (float; "
               "needs torch and transformers in the qnn environment)"),
     Operation("quantize", "qnn", "edgesmith_qnn.llm_build:quantize", variant="llm",
@@ -89,8 +90,8 @@ def edgesmith_backend() -> BackendInfo:
         notes={
             "convert": "hf -> qnn: causal LMs (llama, qwen2, qwen3) as static graphs; onnx -> onnx: "
                        "fixes dynamic input shapes; export encoders to ONNX with the olive backend",
-            "run": "language-model pipelines generate text; other fixed-shape graphs run on arrays "
-                   "(Runner.infer)",
+            "run": "its language-model pipelines generate (edgesmith run, bench, eval, serve) but "
+                   "optimize does not plan them yet; other fixed-shape graphs run on arrays (Runner.infer)",
         },
         check=_check,
     )

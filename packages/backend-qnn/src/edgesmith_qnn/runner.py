@@ -23,7 +23,7 @@ from edgesmith.onnxtypes import ort_dtype
 from edgesmith.runner import Runner, peak_rss_mb
 from edgesmith.types import Context, RunRequest
 
-from . import ep, graph
+from . import ep, graph, sampling
 
 
 class QnnRunner(Runner):
@@ -110,7 +110,7 @@ class QnnRunner(Runner):
             if len(ids) >= self._lm_len:
                 return
             row = self._window_logits(ids)[len(ids) - 1].astype(np.float64)
-            tok = pick(row, request, rng)
+            tok = sampling.pick(row, request, rng)
             if tok in eos:
                 return
             ids.append(tok)
@@ -145,26 +145,6 @@ class QnnRunner(Runner):
 
     def close(self) -> None:
         self.session = None
-
-
-def pick(logits: np.ndarray, request: RunRequest, rng: np.random.Generator) -> int:
-    """Greedy at temperature 0, else top-k / top-p sampling."""
-    if request.temperature <= 0:
-        return int(np.argmax(logits))
-    z = logits / request.temperature
-    if request.top_k and request.top_k < z.size:
-        cut = np.partition(z, -request.top_k)[-request.top_k]
-        z = np.where(z < cut, -np.inf, z)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if request.top_p < 1.0:
-        order = np.argsort(-p)
-        keep = np.cumsum(p[order]) - p[order] < request.top_p
-        mask = np.zeros_like(p, bool)
-        mask[order[keep]] = True
-        p = np.where(mask, p, 0.0)
-        p /= p.sum()
-    return int(rng.choice(p.size, p=p))
 
 
 def load(artifact: Any, opts: Mapping[str, Any], ctx: Context) -> Runner:

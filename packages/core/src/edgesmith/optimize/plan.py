@@ -153,7 +153,7 @@ def _why_not(name: str, fmt: str, records: Mapping[str, BackendRecord]) -> str:
     if fmt not in rec.info.runs:
         return f"{name} does not run {fmt}"
     note = rec.info.notes.get("run")
-    return f"{name} does not generate text" + (f": {note}" if note else f" from {fmt}")
+    return f"{name} is not planned for text generation" + (f": {note}" if note else f" from {fmt}")
 
 
 def _architecture_refusal(info: BackendInfo, fmt: str, architecture: str | None) -> str | None:
@@ -212,7 +212,7 @@ def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_ke
             sub = _target(plan, fb, known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name,
                           architecture=architecture)
             sub.notes.insert(0, f"no installed backend generates text on this device ({why})"
-                                + (f"; the route {would} exists for fixed-shape models" if would else "")
+                                + (f"; the route {would} exists" if would else "")
                                 + f"; planned {fb.title} instead")
             return sub
         tp.skipped = why
