@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from edgesmith import api
-from edgesmith.cli import main
 from edgesmith.testing.archs import arch_checkpoint
 
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args))
-
-
-def ok(*args: str) -> Any:
-    r = cli(*args)
-    assert r.exit_code == 0, r.output
-    return r
+from .test_encoders import ok
 
 
 @pytest.fixture(scope="module")

@@ -117,15 +117,21 @@ def quantize(source: Artifact, spec_q: QuantSpec, opts: Mapping[str, Any], outpu
     return Artifact(path=output, format="qnn", entry=spec.graphs["decode"], details=details)
 
 
+def _quantized_spec(directory: Path) -> llm.Spec:
+    """The spec of a QDQ pipeline, the only stage that compiles."""
+    spec = llm.read_spec(directory)
+    if spec.stage != "qdq":
+        raise UserError(f"{directory} is a {spec.stage} pipeline; compile the quantized one "
+                        f"(edgesmith quantize PIPELINE --scheme a16w8 first)")
+    return spec
+
+
 def compile_pipeline(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context) -> Artifact:
     """``compile qnn`` of a QDQ pipeline: an EPContext model and context binary per graph."""
     import onnxruntime_qnn
 
     directory = Path(source.directory)
-    spec = llm.read_spec(directory)
-    if spec.stage != "qdq":
-        raise UserError(f"{directory} is a {spec.stage} pipeline; compile the quantized one "
-                        f"(edgesmith quantize PIPELINE --scheme a16w8 first)")
+    spec = _quantized_spec(directory)
     graphs, facts = {}, {}
     for name in llm.GRAPHS:
         src = directory / spec.graphs[name]
@@ -153,10 +159,7 @@ def compile_pipeline_on_hub(source: Artifact, opts: Mapping[str, Any], output: P
     from .hub import compile_on_hub
 
     directory = Path(source.directory)
-    spec = llm.read_spec(directory)
-    if spec.stage != "qdq":
-        raise UserError(f"{directory} is a {spec.stage} pipeline; compile the quantized one "
-                        f"(edgesmith quantize PIPELINE --scheme a16w8 first)")
+    spec = _quantized_spec(directory)
     graphs, jobs = {}, {}
     for name in llm.GRAPHS:
         sub = output / name
