@@ -91,20 +91,96 @@ def _install_backends(session: nox.Session, backends: tuple[str, ...]) -> None:
                     DEFAULT_MODEL)
 
 
-def _pytest(session: nox.Session, *paths: str, require: tuple[str, ...] = (), backend: str | None = None,
-            alone: bool = False) -> None:
-    """pytest in the session's environment (it reaches every backend environment;
-    ``alone``: none), or with ``backend`` in that backend's own environment, seeing only itself."""
+def _pytest_env(require: tuple[str, ...], local_only: bool) -> dict[str, str]:
     # -rs lists every skip with its reason; with EDGESMITH_REQUIRE_BACKENDS a skip
     # outside tests/conftest.py's allow-list fails the run (see there).
     env = {**OFFLINE, "EDGESMITH_HOME": HOME, "EDGESMITH_REQUIRE_BACKENDS": ",".join(require),
            "EDGESMITH_FIDELITY_LOG": FIDELITY_LOG}
-    python = "python"
-    if backend:
-        python = _env_python(backend)
-    if backend or alone:
+    if local_only:
         env["EDGESMITH_LOCAL_ONLY"] = "1"
-    session.run(python, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *paths, env=env, external=True)
+    return env
+
+
+def _pytest(session: nox.Session, *paths: str, require: tuple[str, ...] = (), backend: str | None = None,
+            alone: bool = False) -> None:
+    """pytest in the session's environment (it reaches every backend environment;
+    ``alone``: none), or with ``backend`` in that backend's own environment, seeing only itself."""
+    python = _env_python(backend) if backend else "python"
+    session.run(python, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *paths,
+                env=_pytest_env(require, bool(backend or alone)), external=True)
+
+
+#: The e2e modules that take longest (minutes each on 2 cores), run as jobs of their own
+#: so that the lanes balance; the other e2e modules run together.
+SLOW_E2E = ("test_optimize_backends", "test_lmeval_backends", "test_measure_backends",
+            "test_optimize_environments", "test_doctor_measure", "test_encoders", "test_reference_hf")
+#: Job order: the longest first (as they took in the clean-clone run of stop 24), so that
+#: the lanes taking them in turn finish close together.
+ORDER = ("test_optimize_backends", "backend-llamacpp", "core", "e2e", "test_lmeval_backends",
+         "test_measure_backends", "test_optimize_environments", "test_doctor_measure", "test_encoders",
+         "test_reference_hf", "backend-openvino", "backend-olive", "backend-mlx", "backend-qnn",
+         "backend-transformers")
+
+
+def _suite_jobs() -> list[tuple[str, str | None, tuple[str, ...], list[str]]]:
+    """(name, backend environment or None for the session's, required backends, paths) in ORDER."""
+    slow = [f"tests/e2e/{m}.py" for m in SLOW_E2E]
+    jobs = {Path(p).stem: (Path(p).stem, None, BACKENDS, [p]) for p in slow}
+    jobs["e2e"] = ("e2e (the other modules)", None, BACKENDS,
+                   [str(p) for p in sorted(Path("tests/e2e").glob("test_*.py")) if str(p) not in slow])
+    jobs["core"] = ("core", "llamacpp", ("llamacpp",), ["tests/core"])
+    jobs |= {f"backend-{n}": (f"backend-{n}", n, (n,), [f"tests/backends/{n}"]) for n in BACKENDS}
+    assert set(jobs) == set(ORDER), set(jobs) ^ set(ORDER)
+    return [jobs[n] for n in ORDER]
+
+
+def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str, ...], list[str]]],
+               lanes: int) -> None:
+    """Run ``jobs`` on ``lanes`` parallel pytest processes (each job's output is printed
+    whole when it ends); fails the session if any job failed. The suites are mostly
+    one busy core each (Python, subprocesses, small models), so two lanes on two cores
+    roughly halve the wall time."""
+    import queue
+    import subprocess
+    import tempfile
+    import threading
+    import time
+
+    todo: queue.Queue = queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    failed: list[str] = []
+    lock = threading.Lock()
+    base = {**os.environ, "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(session.virtualenv.location)}
+
+    def lane() -> None:
+        while True:
+            try:
+                name, backend, require, paths = todo.get_nowait()
+            except queue.Empty:
+                return
+            python = _env_python(backend) if backend else str(Path(session.bin) / "python")
+            cmd = [python, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *paths]
+            t0 = time.monotonic()
+            with tempfile.TemporaryFile("w+") as log:
+                rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**base, **_pytest_env(require, backend is not None)})
+                log.seek(0)
+                with lock:
+                    print(f"\n===== {name}: {' '.join(cmd[1:])} — exit {rc} in {time.monotonic() - t0:.0f} s =====",
+                          flush=True)
+                    print(log.read(), flush=True)
+                    if rc:
+                        failed.append(name)
+
+    threads = [threading.Thread(target=lane) for _ in range(lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        session.error(f"failed: {', '.join(failed)}")
 
 
 @nox.session
@@ -123,10 +199,9 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         _pytest(session, *session.posargs, require=BACKENDS)
         return
-    _pytest(session, "tests/e2e", require=BACKENDS)
-    _pytest(session, "tests/core", require=("llamacpp",), backend="llamacpp")
-    for name in BACKENDS:
-        _pytest(session, f"tests/backends/{name}", require=(name,), backend=name)
+    # EDGESMITH_TEST_LANES=1 runs the jobs one after another.
+    lanes = int(os.environ.get("EDGESMITH_TEST_LANES") or min(2, os.cpu_count() or 1))
+    _run_lanes(session, _suite_jobs(), max(1, lanes))
 
 
 @nox.session
