@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgesmith.cli import main
-from edgesmith.doctor import DoctorRule, RecordedProbe, detect_machine, recommend
+from edgesmith.doctor import DoctorRule, Machine, RecordedProbe, detect_machine, recommend
 
 MACHINES = Path(__file__).parent / "machines"
 
@@ -70,3 +70,22 @@ def test_this_machine_cli():
 @pytest.mark.parametrize("name", ["apple_m3_pro", "snapdragon_x_elite", "intel_core_ultra_npu", "amd_nvidia"])
 def test_recorded_machines_serialise(name):
     assert json.dumps(machine(name).to_dict())
+
+
+def test_model_facts_size_a_causal_lm_and_give_an_encoder_no_kv_cache(tiny_model, tmp_path):
+    """An encoder keeps no KV cache, so doctor gives it no context length (it used to
+    size BERT's "context" as if it were a language model's)."""
+    from edgesmith.doctor import model_facts
+    from edgesmith.testing.tinybert import tiny_bert
+
+    params, kv = model_facts(tiny_model("llama"))
+    assert params > 0 and kv > 0
+    bparams, bkv = model_facts(tiny_bert(tmp_path / "bert"))
+    assert bparams > 0 and bkv is None
+    m = Machine(os="Linux", arch="x86_64", cpu_vendor="AMD", cpu_model="x", isa=(), physical_cores=2,
+                logical_cores=2, memory_bytes=2**34)
+    rule = DoctorRule("llamacpp", lambda m: "any CPU", quantizations={8: "Q8_0"})
+    lm = recommend(m, params=params, budget_mb=None, kv_bytes_per_token=kv, found=[rule])
+    enc = recommend(m, params=bparams, budget_mb=None, kv_bytes_per_token=bkv, found=[rule])
+    assert lm.context_length and "KV cache" in lm.reason
+    assert enc.context_length is None and "KV cache" not in enc.reason

@@ -167,7 +167,7 @@ def test_speed_ties_are_overlapping_intervals():
     # 100 ± 2 and 98 ± 2 overlap: a tie, so the smaller one wins
     rows = [_row("a", 200e6, 100, 10.0), _row("b", 100e6, 98, 10.2)]
     key, why = choose.pick(rows, "speed", None)
-    assert key == "b" and "tied within the noise with a" in why
+    assert key == "b" and "ties on speed within the noise with a" in why and "chosen among them by size" in why
     # the same means measured tightly do not tie: the faster one wins
     rows = [_row("a", 200e6, 100, 10.0, tps_half=0.5), _row("b", 100e6, 98, 10.2, tps_half=0.5)]
     assert choose.pick(rows, "speed", None)[0] == "a"
@@ -181,3 +181,49 @@ def test_an_undecided_candidate_is_never_chosen():
                                                 failed=["undecided: top1 0.851: cannot tell from 0.85 yet"])]
     key, why = choose.pick(rows, "speed", None)
     assert key == "base" and "q4 (undecided: top1 0.851" in why and "not chosen until decided" in why
+
+
+# QNN as the real backend declares it since #19: language models to static graphs.
+QNN_LLM = _info("qnn", converts=[("hf", "qnn")], quantizes=[("qnn", "qnn")], compiles=[("qnn", "qnn")],
+                runs=["qnn"])
+
+
+def _npu_with_cpu(declines=lambda m, model: None) -> dict[str, Target]:
+    import attrs
+
+    npu = attrs.evolve(KNOWN["snapdragon-npu"], fallback=None, competitors=("snapdragon-cpu",), declines=declines)
+    return {**KNOWN, "snapdragon-npu": npu}
+
+
+def test_npu_candidates_are_planned_beside_the_snapdragon_cpu_in_one_table():
+    known = _npu_with_cpu()
+    recs = {**records("llamacpp"), "qnn": BackendRecord("qnn", "available", info=QNN_LLM)}
+    plan = build(Path("/m"), "hf", ["snapdragon-npu"], known, recs, AMD)
+    (t,) = plan.targets
+    assert t.backend == "qnn" and t.base == "qnn/qnn" and t.candidates == {"a16w8": "qnn/a16w8-npu"}
+    (cpu,) = t.competitors
+    assert cpu.backend == "llamacpp" and cpu.name == "snapdragon-npu" and set(cpu.candidates) == {"Q4_0", "Q8_0"}
+    assert [g.backend for g in t.groups()] == ["qnn", "llamacpp"]
+    # every row of both stacks is measured, each once, and its steps are the target's
+    assert set(plan.artifacts()) == {"qnn/qnn", "qnn/a16w8-npu", "llamacpp/gguf-f16", "llamacpp/Q4_0",
+                                     "llamacpp/Q8_0"}
+    assert all(s.targets == ["snapdragon-npu"] for s in plan.steps.values())
+    assert any("chosen from the numbers" in n for n in t.notes)
+    assert any("beside it: Snapdragon CPU — backend llamacpp" in line for line in plan.describe())
+
+
+def test_a_declined_npu_leaves_the_snapdragon_cpu_with_the_reason():
+    seen = []
+
+    def declines(machine, model):
+        seen.append(model)
+        return "the simulator would take hours on 135M weights"
+
+    recs = {**records("llamacpp"), "qnn": BackendRecord("qnn", "available", info=QNN_LLM)}
+    (t,) = build(Path("/m"), "hf", ["snapdragon-npu"], _npu_with_cpu(declines), recs, AMD).targets
+    assert seen == [Path("/m")]
+    assert t.name == "snapdragon-npu" and t.backend == "llamacpp" and not t.competitors
+    assert t.notes[0].startswith("qnn is not planned: the simulator would take hours on 135M weights")
+    # without qnn at all the CPU stands in too, saying qnn is missing
+    (t2,) = build(Path("/m"), "hf", ["snapdragon-npu"], _npu_with_cpu(), records("llamacpp"), AMD).targets
+    assert t2.backend == "llamacpp" and "qnn is not installed" in t2.notes[0]

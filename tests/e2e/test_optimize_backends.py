@@ -1,7 +1,8 @@
 """``edgesmith optimize --target all`` across the real stacks on a tiny model:
 every built-in target planned, built, benchmarked, evaluated and reported;
-the Snapdragon NPU target falls back to llama.cpp with the reason; a rerun
-reuses everything; the deploy README names each stack's own command."""
+the Snapdragon NPU target measures QNN's NPU pipelines beside llama.cpp on the
+Snapdragon CPU in one table; a rerun reuses everything; the deploy README names
+each stack's own command."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_every_target_is_built_measured_and_reported(optimized):
     s = optimized["summary"]
     by = {t["name"]: t for t in s["targets"]}
     assert set(by) == {"intel-cpu", "apple-silicon", "snapdragon-npu", "nvidia-gpu", "portable"}
-    assert {by[n]["backend"] for n in by} == {"openvino", "mlx", "llamacpp", "olive"}
+    assert {by[n]["backend"] for n in by} == {"openvino", "mlx", "llamacpp", "olive", "qnn"}
     for t in s["targets"]:
         assert t["why"], t
         for r in t["rows"]:
@@ -55,13 +56,24 @@ def test_every_target_is_built_measured_and_reported(optimized):
     for t in s["targets"]:
         # The base is the reference only without a Hugging Face one (transformers installed:
         # every row is scored against the checkpoint, the base's own fidelity included).
-        base = next(r for r in t["rows"] if r["key"] == t["base"])
         assert not any(r["reference"] for r in t["rows"]) and s["plan"]["reference"], t["name"]
-        assert all(r["size_bytes"] < base["size_bytes"] for r in t["rows"] if r is not base), t["name"]
+        for g in [t, *t["competitors"]]:
+            base = next(r for r in t["rows"] if r["key"] == g["base"])
+            mine = [r for r in t["rows"] if r["backend"] == g["backend"] and r is not base]
+            assert mine and all(r["size_bytes"] < base["size_bytes"] for r in mine), (t["name"], g["backend"])
     npu = by["snapdragon-npu"]
-    # QNN's own route for a language model is shown; optimize does not plan it yet
-    assert npu["backend"] == "llamacpp" and "convert hf → qnn [qnn]" in npu["notes"][0], npu["notes"]
-    assert set(npu["candidates"]) == {"Q4_0", "Q8_0"}
+    # QNN's language-model pipelines (w8a16 and w4a16 context binaries, on the HTP simulator)
+    # and llama.cpp for the Snapdragon CPU, measured in one table against the same checkpoint
+    assert npu["backend"] == "qnn" and [c["backend"] for c in npu["competitors"]] == ["llamacpp"]
+    assert set(npu["candidates"]) == {"a16w8", "a16w4"}
+    assert set(npu["competitors"][0]["candidates"]) == {"Q4_0", "Q8_0"}
+    rows = {r["key"]: r for r in npu["rows"]}
+    assert set(rows) == {"qnn/qnn", "qnn/a16w8-npu", "qnn/a16w4-npu", "llamacpp/gguf-f16", "llamacpp/Q4_0",
+                         "llamacpp/Q8_0"}
+    assert rows["llamacpp/gguf-f16"]["label"] == "llamacpp base" and rows["qnn/qnn"]["label"] == "base"
+    # the pick is one of the measured rows, and the README runs it with its own stack
+    assert npu["chosen"], npu["why"]
+    assert npu["chosen"]["backend"] == rows[npu["chosen"]["key"]]["backend"]
     out = optimized["out"]
     html = (out / "report.html").read_text()
     assert "Chosen per target" in html and "openvino/int4-g64" in html
@@ -90,7 +102,7 @@ def test_chosen_artifacts_load_in_their_vendor_stack(optimized):
         chosen = t["chosen"]
         if chosen and chosen["format"] in LOADERS:
             entry = "model.gguf" if chosen["format"] == "gguf" else None
-            loaded.append(check_loads(chosen["path"], chosen["format"], t["backend"], entry))
+            loaded.append(check_loads(chosen["path"], chosen["format"], chosen["backend"], entry))
     assert len(loaded) >= 4, loaded
 
 

@@ -484,24 +484,30 @@ def test_hub_code_is_not_imported_with_the_plugin():
     assert out.stdout.strip() == "[]", out
 
 
-def test_a_language_model_compiles_on_hub_one_job_per_graph(configured, llm_pipeline, tmp_path):
-    """Prefill and decode graphs of a QDQ pipeline: two uploads, two compile jobs for the
-    device; each target model (the local compile's, see the module docstring) lands in
-    its graph's folder and the pipeline generates from them on the HTP."""
+def _graph_targets(ctx: Path, tmp_path: Path) -> list[Path]:
+    """What AI Hub's compile jobs return for the pipeline's two graphs: each graph's
+    EPContext model and binary from the local compile, in a folder of its own."""
     import shutil
 
-    b = llm_pipeline("llama3.2")
-    local = json.loads((b["ctx"] / "llm.json").read_text())
+    local = json.loads((ctx / "llm.json").read_text())
     targets = []
     for name in ("prefill", "decode"):
         t = tmp_path / f"target-{name}"
         t.mkdir()
         graph_file = local["graphs"][name]
-        for f in b["ctx"].iterdir():
+        for f in ctx.iterdir():
             if f.name == graph_file or (f.suffix == ".bin" and f.name.startswith(Path(graph_file).stem)):
                 shutil.copy2(f, t / f.name)
         targets.append(t)
-    configured.target = targets
+    return targets
+
+
+def test_a_language_model_compiles_on_hub_one_job_per_graph(configured, llm_pipeline, tmp_path):
+    """Prefill and decode graphs of a QDQ pipeline: two uploads, two compile jobs for the
+    device; each target model (the local compile's, see the module docstring) lands in
+    its graph's folder and the pipeline generates from them on the HTP."""
+    b = llm_pipeline("llama3.2")
+    configured.target = _graph_targets(b["ctx"], tmp_path)
     out = tmp_path / "hub"
     api.compile(b["qdq"], output=out, device="npu", backend="qnn", options={"hub_device": S24})
     subs = configured.submitted("compile")
@@ -520,3 +526,26 @@ def test_a_language_model_compiles_on_hub_one_job_per_graph(configured, llm_pipe
         ids = runner.tokenize("The library was quiet")
         assert np.array_equal(runner.logprobs(ids), local_run.logprobs(ids))
         local_run.close()
+
+
+def test_a_language_model_is_profiled_on_hub_graph_by_graph(configured, llm_pipeline, tmp_path):
+    """-O hub_profile=1: after each graph's compile job, a profile job of its stored target
+    model on the same device; the pipeline records both and the token rates they imply."""
+    b = llm_pipeline("llama3.2")
+    configured.target = _graph_targets(b["ctx"], tmp_path)
+    out = tmp_path / "hub"
+    api.compile(b["qdq"], output=out, device="npu", backend="qnn", options={"hub_device": S24, "hub_profile": "1"})
+    compiled, profiled = configured.submitted("compile"), configured.submitted("inference")
+    assert [s.name for s in compiled] == ["edgesmith prefill", "edgesmith decode"]
+    assert len(profiled) == 2 and all(p.is_profiling_on and not p.HasField("dataset") for p in profiled)
+    # each profile job runs the target model its own graph's compile job made
+    targets = [j.target_model_id for j in configured.jobs.values() if j.kind == "compile"]
+    assert [p.model.model_id for p in profiled] == targets
+    spec = json.loads((out / "llm.json").read_text())
+    comp = spec["details"]["compile"]
+    assert {comp["graphs"][g]["hub_profile"]["device"] for g in ("prefill", "decode")} == {S24}
+    speed = comp["hub_speed"]
+    # the loopback service reports 1.234 ms for any model: one token per decode run,
+    # one chunk (32 tokens) per prefill run
+    assert speed["device"] == S24 and speed["decode_ms"] == speed["prefill_ms"] == 1.234
+    assert speed["decode_tps"] == pytest.approx(1000 / 1.234) and speed["prefill_tps"] == pytest.approx(32000 / 1.234)

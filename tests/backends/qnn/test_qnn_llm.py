@@ -11,6 +11,7 @@ fail the same bounds, so they can fail.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -149,3 +150,53 @@ def test_the_readme_loop_runs_the_context_binaries_without_edgesmith(llm_pipelin
             want.append(int(row.argmax()))
             row = pipe.step("decode", [want[-1]])[0]
     assert got == want
+
+
+def test_the_deploy_command_of_a_pipeline_loads_both_graphs_on_the_htp(llm_pipeline):
+    """What optimize's deploy README says for a chosen QNN pipeline runs as written (in
+    the pipeline's folder, as the README's paths are relative)."""
+    import os
+    import subprocess
+    import sys
+
+    from edgesmith_qnn.contrib import edgesmith_deploy_commands
+
+    ctx = llm_pipeline("llama3.2")["ctx"]
+    cmds = edgesmith_deploy_commands(format="qnn", path=ctx.name, entry=f"{ctx.name}/decode_ctx.onnx")
+    assert cmds[1].startswith("#") and "README" in cmds[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(cmds[0], shell=True, cwd=ctx.parent, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # a name that is not a pipeline's graph fails the same command: it really loads them
+    broken = cmds[0].replace("decode_ctx.onnx", "missing.onnx")
+    assert subprocess.run(broken, shell=True, cwd=ctx.parent, env=env, capture_output=True).returncode != 0
+
+
+def test_optimize_plans_the_npu_only_where_the_simulator_can_measure_it(llm_pipeline, tmp_path):
+    """Without a Hexagon NPU the HTP is the simulator: the snapdragon-npu target takes the
+    test kit's model (0.44M weights) and declines one past SIMULATOR_MAX_PARAMS, naming why."""
+    import struct
+
+    from edgesmith.doctor import Machine
+    from edgesmith_qnn.contrib import SIMULATOR_MAX_PARAMS, edgesmith_optimize_targets
+
+    (npu,) = edgesmith_optimize_targets()
+    x86 = Machine(os="Linux", arch="x86_64", cpu_vendor="Intel", cpu_model="x", isa=(), physical_cores=2,
+                  logical_cores=2, memory_bytes=2**34)
+    phone = Machine(os="Android", arch="aarch64", cpu_vendor="Qualcomm", cpu_model="x", isa=(), physical_cores=8,
+                    logical_cores=8, memory_bytes=2**33, snapdragon="SM8650", npus=("Qualcomm Hexagon NPU",))
+    assert npu.competitors == ("snapdragon-cpu",)
+    small = llm_pipeline("llama3.2")["hf"]
+    assert npu.declines(x86, small) is None
+    # a checkpoint one weight over the limit (int8, so the file stays small)
+    big = tmp_path / "big"
+    big.mkdir()
+    for f in ("config.json", "tokenizer.json"):
+        (big / f).write_bytes((small / f).read_bytes())
+    n = SIMULATOR_MAX_PARAMS + 1
+    head = json.dumps({"w": {"dtype": "I8", "shape": [n], "data_offsets": [0, n]}}).encode()
+    (big / "model.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + bytes(n))
+    why = npu.declines(x86, big)
+    assert why and "no Hexagon NPU" in why and "5M" in why
+    assert npu.declines(phone, big) is None  # on the device itself there is no limit

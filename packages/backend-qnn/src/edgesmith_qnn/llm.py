@@ -25,10 +25,11 @@ import numpy as np
 
 from edgesmith.errors import UserError
 
+from .options import GRAPHS
+
 SPEC_FILE = "llm.json"
 SCHEMA = "edgesmith.qnn-llm/1"
 ROPE_FILE = "rope.npz"
-GRAPHS = ("prefill", "decode")
 
 #: A graph's run: feed -> outputs by name.
 Run = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]

@@ -171,5 +171,19 @@ def compile_pipeline_on_hub(source: Artifact, opts: Mapping[str, Any], output: P
         jobs[name] = {k: art.details[k] for k in ("hub", "context_binaries", "hub_profile") if k in art.details}
     _copy_pipeline_files(directory, output)
     details = {"device": "npu", "compiled_by": "qualcomm-ai-hub", "graphs": jobs}
+    if all((j.get("hub_profile") or {}).get("inference_ms") for j in jobs.values()):
+        details["hub_speed"] = _device_speed(spec, {g: j["hub_profile"] for g, j in jobs.items()})
+        ctx.progress(f"on {details['hub_speed']['device']}: decode {details['hub_speed']['decode_tps']:.1f} tok/s, "
+                     f"prefill {details['hub_speed']['prefill_tps']:.1f} tok/s (AI Hub profile jobs)", None, None)
     spec.evolve(stage="context", graphs=graphs, details={**spec.details, "compile": details}).write(output)
     return Artifact(path=output, format="qnn", entry=graphs["decode"], details=details)
+
+
+def _device_speed(spec: llm.Spec, profiles: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Token rates on the device from the two graphs' profiled inference times: one decode
+    run makes a token, one prefill run takes a chunk. The host loop's own time is not in
+    them (the cache copy between runs), so a real run is somewhat slower."""
+    ms = {g: float(p["inference_ms"]) for g, p in profiles.items()}
+    return {"device": profiles["decode"]["device"], "decode_ms": ms["decode"], "prefill_ms": ms["prefill"],
+            "decode_tps": 1000.0 / ms["decode"], "prefill_tps": 1000.0 * spec.chunk / ms["prefill"],
+            "peak_memory_mb": max((p.get("peak_memory_mb") or 0.0) for p in profiles.values()) or None}

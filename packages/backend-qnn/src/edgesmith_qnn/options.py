@@ -60,6 +60,8 @@ QUANTIZE_OPTIONS = (
 
 #: model_types the static language-model export takes (tested: tiny Llama 3.2, Qwen2.5, Qwen3).
 LLM_TYPES = ("llama", "qwen2", "qwen3")
+#: A language-model pipeline's graphs: a chunk of prompt, and one token.
+GRAPHS = ("prefill", "decode")
 #: Why the export refuses the other text architectures of the test kit, and what helps.
 LLM_UNSUPPORTED = {
     "gemma3_text": "sliding-window layers and scaled embeddings are not in the static graphs yet; "

@@ -68,10 +68,9 @@ OPERATIONS = (
               summary="EPContext model + QNN context binary for the HTP, here or on Qualcomm AI Hub"),
     Operation("compile", "onnx", _COMPILE, format="qnn", options=COMPILE_OPTIONS, devices=_NPU,
               summary="a float ONNX graph compiled for the HTP (fp16; needs soc_model)"),
-    # generates=False keeps optimize from planning HTP language models yet: on x86-64 the
-    # HTP is a simulator, and the snapdragon-npu target has no plan to compare its
-    # pipelines with llama.cpp on the CPU. `run`, `bench`, `eval` and `serve` generate.
-    Operation("load", "qnn", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
+    # On x86-64 the HTP is onnxruntime-qnn's simulator: optimize plans these pipelines
+    # only for small models there (contrib.SIMULATOR_MAX_PARAMS).
+    Operation("load", "qnn", _LOAD, options=LOAD_OPTIONS, devices=_NPU,
               summary="a language-model pipeline (llm.json) generates on the HTP; other fixed-shape "
               "graphs: Runner.infer (a fixed-window causal LM also scores)"),
     Operation("load", "onnx", _LOAD, options=LOAD_OPTIONS, devices=_NPU, generates=False,
@@ -90,8 +89,8 @@ def edgesmith_backend() -> BackendInfo:
         notes={
             "convert": "hf -> qnn: causal LMs (llama, qwen2, qwen3) as static graphs; onnx -> onnx: "
                        "fixes dynamic input shapes; export encoders to ONNX with the olive backend",
-            "run": "its language-model pipelines generate (edgesmith run, bench, eval, serve) but "
-                   "optimize does not plan them yet; other fixed-shape graphs run on arrays (Runner.infer)",
+            "run": "its language-model pipelines generate (edgesmith run, bench, eval, serve, optimize "
+                   "--target snapdragon-npu); other fixed-shape graphs run on arrays (Runner.infer)",
         },
         check=_check,
     )

@@ -339,7 +339,8 @@ def recommend(m: Machine, *, params: int | None, budget_mb: float | None,
                 bits, label = b, ladder[b]
                 break
         if bits is not None:
-            why += f"; {label} is the widest that fits {budget / 2**20:.0f} MiB with room for the KV cache"
+            room = "the KV cache" if kv_bytes_per_token else "its activations"
+            why += f"; {label} is the widest that fits {budget / 2**20:.0f} MiB with room for {room}"
         elif ladder:
             smallest = min(ladder)
             need = params * smallest / 8 * 1.05 / _WEIGHT_SHARE / 2**20
@@ -360,14 +361,16 @@ def recommend(m: Machine, *, params: int | None, budget_mb: float | None,
 
 
 def model_facts(path: str | Path) -> tuple[int | None, int | None]:
-    """(parameters, KV-cache bytes per token at fp16) of a model on disk."""
+    """(parameters, KV-cache bytes per token at fp16) of a model on disk; an encoder
+    has no KV cache (None)."""
     from . import api
+    from .encoders import is_encoder
 
     info = api.inspect(path)
     params = info.get("parameters") or info.get("stored_elements")
     kv = None
     cfg_path = Path(path) / "config.json"
-    if cfg_path.exists():
+    if cfg_path.exists() and not is_encoder(path):
         import json
 
         c = json.loads(cfg_path.read_text())

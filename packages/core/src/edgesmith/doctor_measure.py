@@ -280,8 +280,8 @@ def stack_targets(known: Mapping[str, Any], machine: Any, bits: int) -> dict[str
     """One optimize target per backend (its first backend), reduced to the one
     candidate to measure; ``{target name: (target, note)}``. A backend's target
     made for this very machine wins over its generic one (llama.cpp's
-    snapdragon-cpu over portable on a Snapdragon); a target that falls back to
-    another backend does not here (that backend is measured on its own)."""
+    snapdragon-cpu over portable on a Snapdragon); a target's fallback and
+    competitors are not planned here (each backend is measured on its own)."""
     from .optimize.targets import Target
 
     generic = attrs.fields(Target).present.default
@@ -297,8 +297,17 @@ def stack_targets(known: Mapping[str, Any], machine: Any, bits: int) -> dict[str
 
         t = min(ts, key=order)
         c, note = choose_candidate(t.candidates, bits)
-        out[t.name] = (attrs.evolve(t, candidates=(c,) if c else (), fallback=None), note)
+        t = attrs.evolve(t, candidates=(c,) if c else (), fallback=None, competitors=())
+        if t.device == "npu" and not t.present(machine):
+            t = attrs.evolve(t, declines=_no_npu_here)
+        out[t.name] = (t, note)
     return out
+
+
+def _no_npu_here(machine: Any, model: Path) -> str:
+    # optimize may plan an NPU's simulator for a small model; doctor ranks speeds of this
+    # machine's own devices, and a simulator's speed says nothing about the NPU's.
+    return "this machine has no such NPU; doctor ranks only speeds measured on this machine's own devices"
 
 
 # -- the stored measurement ---------------------------------------------------

@@ -57,7 +57,11 @@ def edgesmith_optimize_targets() -> Sequence[Target]:
         optional compile device, and ``present(machine)``: whether this
         machine is the device (otherwise its speeds are a stand-in). A target
         with ``offered=False`` is not selectable by name; another target's
-        ``fallback`` can still use it. ``rank`` orders targets in listings.
+        ``fallback`` or ``competitors`` can still use it. ``competitors`` are
+        planned beside the target and measured in its table; ``declines(machine,
+        model)`` says why the target's own backend is not planned for a model
+        here (then its competitors are planned alone). ``rank`` orders targets
+        in listings.
 
     Called once per run of ``optimize`` and ``doctor``; keep it cheap (no
     vendor import). Recipes may change any contributed target or add new ones.

@@ -101,19 +101,29 @@ def pick(rows: Sequence[dict[str, Any]], prefer: str, budget_mb: float | None) -
     for r in ok[1:]:
         if _better(r, best, prefer):
             best = r
-    ties = [r["label"] for r in ok if r is not best and _tie(r, best, prefer)]
-    word = {"speed": f"the fastest ({_speed(best)})",
-            "size": f"the smallest ({best['size_bytes'] / 2**20:.1f} MiB)",
-            "quality": f"the best perplexity ({best['perplexity']:.3f})"}[prefer]
+    tied = [r for r in ok if r is not best and _tie(r, best, prefer)]
     gates = ", ".join(g["detail"] for g in best.get("gates", []) if g.get("passed"))
     if best.get("reference"):
         gates = "it is the reference: quality gates compare against it"
-    why = (f"{best['label']} is {word} of {len(ok)} that pass"
+    if tied:
+        # The preferred figure did not separate them: say so, and what did.
+        by = next((c for c in _order(prefer)[1:] if any(not _tie(best, r, c) for r in tied)), None)
+        what = (f"ties on {prefer} within the noise with {', '.join(r['label'] for r in tied)} "
+                f"({_fig(best, prefer)}); chosen among them by "
+                + (f"{by} ({_fig(best, by)})" if by else "their order (nothing separates them)"))
+    else:
+        what = "is " + {"speed": "the fastest", "size": "the smallest", "quality": "the best"}[prefer] \
+               + f" ({_fig(best, prefer)})"
+    why = (f"{best['label']} {what}, of {len(ok)} that pass"
            + (f" ({gates})" if gates else "")
            + (", on the Pareto front" if best.get("pareto") else "")
-           + (f"; tied within the noise with {', '.join(ties)}" if ties else "")
            + tail)
     return best["key"], why
+
+
+def _fig(r: dict[str, Any], criterion: str) -> str:
+    return {"speed": _speed(r), "size": f"{r['size_bytes'] / 2**20:.1f} MiB",
+            "quality": f"perplexity {r['perplexity']:.3f}"}[criterion]
 
 
 def _speed(r: dict[str, Any]) -> str:

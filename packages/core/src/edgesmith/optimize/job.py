@@ -171,9 +171,9 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
     With a plan reference (the Hugging Face checkpoint, run by the transformers
     backend) the base is scored against it like every candidate, so its own
     conversion fidelity shows and must pass the gates; without one the base is
-    the reference and passes by definition."""
-    from ..measure import gates as gates_mod
-
+    the reference and passes by definition. A target's competitor stacks are
+    measured into the same rows (against the same reference, or each against its
+    own base without one), so the pick compares them."""
     res: dict[str, Any] = {"target": t, "rows": [], "bench": [], "eval": None, "chosen": None, "why": None}
     if t.skipped:
         return res
@@ -184,66 +184,25 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
     def where(key: str) -> Path:
         return plan.model if key == "model" else root / key
 
-    labels = {k: lab for lab, k in t.candidates.items()}
-    keys = [k for k in [t.reference, *t.candidates.values()] if k]
+    groups = t.groups()
     rows: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        label = "base" if key == t.reference else labels[key]
-        rows[key] = {"key": key, "label": label, "target": t.name, "backend": t.backend,
-                     "path": str(where(key)), "reference": key == t.reference and not plan.reference,
-                     "errors": []}
-        if not done(key):
-            rows[key]["errors"].append(steps.get(key, {}).get("error") or "its build step did not finish")
-            continue
-        say(f"{t.name}: bench {key}")
-        b, cached = measuring.bench_one(cache, where(key), t.backend, dict(rec.bench, text=rec.eval.get("text")),
-                                        threads, bw, lambda m, k=key: say(f"{t.name}: bench {k}: {m}"))
-        if cached:
-            say(f"{t.name}: bench {key} — reused (measured earlier)")
-        res["bench"].append({**b, "name": key})
-        rows[key].update(format=b.get("format"), size_bytes=b.get("size_bytes"))
-        if b["status"] != "ok":
-            rows[key]["errors"].append(f"bench: {b['error']}")
-            continue
-        rows[key].update(decode=b["decode_tps"], decode_tps=b["decode_tps"]["mean"], ttft_s=b["ttft_s"]["mean"],
-                         prefill_tps=b["prefill_tps"]["mean"], peak_rss_mb=b["peak_rss_mb"],
-                         load_s=b["load_s"], roofline_fraction=b.get("roofline_fraction"))
-    ready = [k for k in keys if done(k) and not rows[k]["errors"]]
-    ref_key = plan.reference or t.reference
-    scored = ready if plan.reference else [k for k in ready if k != t.reference]
-    if ref_key and done(ref_key) and (plan.reference or t.reference in ready):
-        speeds = {str(where(k)): rows[k]["decode"] for k in keys if rows[k].get("decode")}
-        say(f"{t.name}: eval against {ref_key}")
-        ref, evrows, cached = measuring.eval_target(
-            cache, where(ref_key), [where(k) for k in scored], None if plan.reference else t.backend,
-            dict(rec.eval), rec.gates, threads, speeds, lambda m: say(f"{t.name}: eval: {m}"))
-        if cached:
-            say(f"{t.name}: eval — reused (measured earlier)")
-        res["eval"] = {"reference": {**ref, "name": ref_key},
-                       "artifacts": [{**evrows[str(where(k))], "name": k} for k in scored]}
-        if not plan.reference:
-            # The base against itself: ratios of exactly 1, so only a size or speed gate
-            # (or garbled output) fails it.
-            exact = {"value": 1.0, "se": 0.0, "lo": 1.0, "hi": 1.0}
-            checks = gates_mod.check(rec.gates, {"ppl_ratio": 1.0, "top1": 1.0, "size_ratio": 1.0,
-                                                 "speedup": 1.0, "smoke": ref["smoke"]})
-            rows[t.reference].update(perplexity=ref["perplexity"], ppl_ratio=1.0, top1=1.0, kl=0.0,
-                                     intervals={"ppl_ratio": exact, "top1": exact,
-                                                **(ref.get("intervals") or {})},
-                                     smoke=ref["smoke"]["passed"], verdict=gates_mod.verdict(checks),
-                                     gates=checks, failed=_failed(checks))
-        for k in scored:
-            e = evrows[str(where(k))]
-            if e["status"] != "ok":
-                rows[k]["errors"].append(f"eval: {e['error']}")
-                continue
-            rows[k].update(perplexity=e["perplexity"], ppl_ratio=e["ppl_ratio"], kl=e["kl"], top1=e["top1"],
-                           kl_p99=e.get("kl_p99"), intervals=e["intervals"], scored_tokens=e["scored_tokens"],
-                           smoke=e["smoke"]["passed"], verdict=e["verdict"], gates=e["gates"],
-                           failed=_failed(e["gates"]))
-    else:
-        for k in scored:
-            rows[k]["errors"].append("no quality figures: the target has no runnable reference")
+    for g in groups:
+        labels = {k: lab for lab, k in g.candidates.items()}
+        for key in [k for k in [g.reference, *g.candidates.values()] if k]:
+            # a competitor's base is named by its stack: one table holds several bases
+            label = labels.get(key) or ("base" if g is groups[0] else f"{g.backend} base")
+            rows[key] = {"key": key, "label": label, "target": t.name, "backend": g.backend,
+                         "path": str(where(key)), "reference": key == g.reference and not plan.reference,
+                         "errors": []}
+            _bench_row(rows[key], t.name, g.backend, where(key), done(key), steps, rec, cache, bw, threads,
+                       res, say)
+    if plan.reference:  # one reference for every row, whatever its stack
+        _score(rows, [k for k in rows if not rows[k]["errors"]], plan.reference, None, plan, t.name,
+               where, done, rec, cache, threads, res, say)
+    else:  # each stack against its own base
+        for g in groups:
+            keys = [k for k in [g.reference, *g.candidates.values()] if k and not rows[k]["errors"]]
+            _score(rows, keys, g.reference, g.backend, plan, t.name, where, done, rec, cache, threads, res, say)
     front = choose.pareto(list(rows.values()))
     for k, r in rows.items():
         r["pareto"] = k in front
@@ -251,6 +210,75 @@ def _measure_target(plan: plan_mod.Plan, t: plan_mod.TargetPlan, root: Path, ste
     res["chosen"], res["why"] = choose.pick(res["rows"], rec.prefer, rec.budget_mb)
     say(f"{t.name}: chose {res['chosen'] or 'nothing'} — {res['why']}")
     return res
+
+
+def _bench_row(row: dict[str, Any], target: str, backend: str | None, path: Path, built: bool,
+               steps: dict[str, Any], rec: Recipe, cache: measuring.Cache, bw: dict[str, Any], threads: int,
+               res: dict[str, Any], say: Say) -> None:
+    """Bench one row's artifact (or record why it cannot be) into ``row`` and ``res``."""
+    key = row["key"]
+    if not built:
+        row["errors"].append(steps.get(key, {}).get("error") or "its build step did not finish")
+        return
+    say(f"{target}: bench {key}")
+    b, cached = measuring.bench_one(cache, path, backend, dict(rec.bench, text=rec.eval.get("text")),
+                                    threads, bw, lambda m: say(f"{target}: bench {key}: {m}"))
+    if cached:
+        say(f"{target}: bench {key} — reused (measured earlier)")
+    res["bench"].append({**b, "name": key})
+    row.update(format=b.get("format"), size_bytes=b.get("size_bytes"))
+    if b["status"] != "ok":
+        row["errors"].append(f"bench: {b['error']}")
+        return
+    row.update(decode=b["decode_tps"], decode_tps=b["decode_tps"]["mean"], ttft_s=b["ttft_s"]["mean"],
+               prefill_tps=b["prefill_tps"]["mean"], peak_rss_mb=b["peak_rss_mb"],
+               load_s=b["load_s"], roofline_fraction=b.get("roofline_fraction"))
+
+
+def _score(rows: dict[str, dict[str, Any]], ready: list[str], ref_key: str | None, backend: str | None,
+           plan: plan_mod.Plan, target: str, where: Callable[[str], Path], done: Callable[[str | None], bool],
+           rec: Recipe, cache: measuring.Cache, threads: int, res: dict[str, Any], say: Say) -> None:
+    """Eval the ``ready`` rows against ``ref_key`` (the plan's Hugging Face reference, or
+    their stack's base, which is then scored as exactly itself)."""
+    from ..measure import gates as gates_mod
+
+    own_base = None if plan.reference else ref_key
+    scored = [k for k in ready if k != own_base]
+    if not (ref_key and done(ref_key) and (plan.reference or own_base in ready)):
+        for k in scored:
+            rows[k]["errors"].append("no quality figures: the target has no runnable reference")
+        return
+    speeds = {str(where(k)): r["decode"] for k, r in rows.items() if r.get("decode")}
+    say(f"{target}: eval against {ref_key}")
+    ref, evrows, cached = measuring.eval_target(
+        cache, where(ref_key), [where(k) for k in scored], backend, dict(rec.eval), rec.gates, threads, speeds,
+        lambda m: say(f"{target}: eval: {m}"))
+    if cached:
+        say(f"{target}: eval — reused (measured earlier)")
+    evaluated = [{**evrows[str(where(k))], "name": k} for k in scored]
+    if res["eval"] is None:
+        res["eval"] = {"reference": {**ref, "name": ref_key}, "artifacts": evaluated}
+    else:  # a competitor stack's eval against its own base
+        res["eval"].setdefault("others", []).append({"reference": {**ref, "name": ref_key}, "artifacts": evaluated})
+    if own_base:
+        # The base against itself: ratios of exactly 1, so only a size or speed gate
+        # (or garbled output) fails it.
+        exact = {"value": 1.0, "se": 0.0, "lo": 1.0, "hi": 1.0}
+        checks = gates_mod.check(rec.gates, {"ppl_ratio": 1.0, "top1": 1.0, "size_ratio": 1.0,
+                                             "speedup": 1.0, "smoke": ref["smoke"]})
+        rows[own_base].update(perplexity=ref["perplexity"], ppl_ratio=1.0, top1=1.0, kl=0.0,
+                              intervals={"ppl_ratio": exact, "top1": exact, **(ref.get("intervals") or {})},
+                              smoke=ref["smoke"]["passed"], verdict=gates_mod.verdict(checks),
+                              gates=checks, failed=_failed(checks))
+    for k in scored:
+        e = evrows[str(where(k))]
+        if e["status"] != "ok":
+            rows[k]["errors"].append(f"eval: {e['error']}")
+            continue
+        rows[k].update(perplexity=e["perplexity"], ppl_ratio=e["ppl_ratio"], kl=e["kl"], top1=e["top1"],
+                       kl_p99=e.get("kl_p99"), intervals=e["intervals"], scored_tokens=e["scored_tokens"],
+                       smoke=e["smoke"]["passed"], verdict=e["verdict"], gates=e["gates"],
+                       failed=_failed(e["gates"]))
 
 
 def _failed(checks: list[dict[str, Any]]) -> list[str]:

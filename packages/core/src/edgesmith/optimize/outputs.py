@@ -35,7 +35,7 @@ def summary(plan: Any, recipe: Any, machine: Any, steps: dict[str, Any], results
         targets.append({
             **t.to_dict(),
             "chosen": {"key": chosen["key"], "label": chosen["label"], "path": chosen["path"],
-                       "format": chosen.get("format")} if chosen else None,
+                       "format": chosen.get("format"), "backend": chosen.get("backend")} if chosen else None,
             "why": res["why"],
             "rows": [_row_out(r) for r in res["rows"]],
         })
@@ -111,8 +111,10 @@ def readme(s: dict[str, Any]) -> str:
         if row.get("ppl_ratio"):
             of = "the Hugging Face checkpoint" if s["plan"].get("reference") else "the base"
             figs.append(f"perplexity ×{text((row.get('intervals') or {}).get('ppl_ratio'), '.3f')} of {of}")
-        lines += [f"Chosen: **{c['label']}** (`{rel}`, backend {t['backend']}; {', '.join(figs)}).", "",
-                  f"Why: {t['why']}", "", "```sh", *_native(t.get("backend"), c.get("format"), rel, entry),
+        # a competitor's row may win: its own stack runs it
+        backend = row.get("backend") or t["backend"]
+        lines += [f"Chosen: **{c['label']}** (`{rel}`, backend {backend}; {', '.join(figs)}).", "",
+                  f"Why: {t['why']}", "", "```sh", *_native(backend, c.get("format"), rel, entry),
                   f"edgesmith run {rel} -p 'Hello' --max-tokens 32",
                   f"edgesmith serve {rel}                         # OpenAI-compatible, 127.0.0.1:8000",
                   "```", ""]
@@ -130,7 +132,8 @@ def _intro(s: dict[str, Any]) -> str:
             continue
         chosen = t["chosen"]["key"] if t["chosen"] else "nothing"
         notes = "".join(f"<br><small>{e(n)}</small>" for n in t["notes"])
-        items.append(f"<li><b>{e(t['name'])}</b> ({e(t['backend'])}): chose <b>{e(chosen)}</b> — "
+        stacks = ", ".join(x for x in [t["backend"], *(c["backend"] for c in t.get("competitors") or [])] if x)
+        items.append(f"<li><b>{e(t['name'])}</b> ({e(stacks)}): chose <b>{e(chosen)}</b> — "
                      f"{e(t['why'])}{notes}</li>")
     return ("<h2>Chosen per target</h2><p>Model: " + e(s["model"]["path"]) + "</p><ul>" + "".join(items)
             + "</ul><p>" + ("Every artifact, each target's base included, is scored against the Hugging Face "

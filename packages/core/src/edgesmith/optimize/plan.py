@@ -75,6 +75,13 @@ class TargetPlan:
     candidates: dict[str, str] = attrs.field(factory=dict)
     notes: list[str] = attrs.field(factory=list)
     skipped: str | None = None
+    #: other stacks for the same device, planned beside this one (each with its own base
+    #: and candidates) and measured in the same table
+    competitors: list[TargetPlan] = attrs.field(factory=list)
+
+    def groups(self) -> list[TargetPlan]:
+        """This plan's own stack, then each competitor's: the rows of one table."""
+        return [self, *self.competitors] if self.backend else list(self.competitors)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -109,9 +116,10 @@ class Plan:
         """Step keys to measure, each once: every target's reference and candidates."""
         out: list[str] = []
         for t in self.targets:
-            for key in [t.reference, *t.candidates.values()]:
-                if key and key not in out:
-                    out.append(key)
+            for g in t.groups():
+                for key in [g.reference, *g.candidates.values()]:
+                    if key and key not in out:
+                        out.append(key)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +140,9 @@ class Plan:
                 continue
             lines.append(f"{head} — backend {t.backend}, candidates {', '.join(t.candidates)}")
             lines += [f"  note: {n}" for n in t.notes]
+            for c in t.competitors:
+                lines.append(f"  beside it: {c.title} — backend {c.backend}, candidates {', '.join(c.candidates)}")
+                lines += [f"    note: {n}" for n in c.notes]
         lines.append(f"steps ({len(self.steps)}):")
         for n, s in enumerate(self.steps.values(), 1):
             lines.append(f"  {n:2d}. {s.key}: {s.describe()} from {s.source}  ({', '.join(s.targets)})")
@@ -198,8 +209,36 @@ def build(model: Path, model_format: str, names: list[str], known: Mapping[str, 
 
 def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_key: str,
             edges: list[graph.Edge], infos: Mapping[str, BackendInfo],
-            records: Mapping[str, BackendRecord], machine: Any, fell_back_from: str | None = None,
-            architecture: str | None = None) -> TargetPlan:
+            records: Mapping[str, BackendRecord], machine: Any, architecture: str | None = None) -> TargetPlan:
+    """``t``'s own stack and its competitors'; when its own cannot take the model, the
+    first competitor stands in (with the reason as its first note)."""
+    declined = t.declines(machine, plan.model)
+    if declined:
+        tp = TargetPlan(name=t.name, title=t.title, device=t.device, present=bool(t.present(machine)),
+                        skipped=f"{t.backends[0]} is not planned: {declined}")
+    else:
+        tp = _own(plan, t, known, hub, hub_key, edges, infos, records, machine, architecture=architecture)
+    rivals = [_own(plan, known[c], known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name,
+                   architecture=architecture) for c in t.competitors if c in known]
+    planned = [r for r in rivals if r.backend]
+    tp.notes += [f"{r.title} is not planned beside it: {r.skipped}" for r in rivals if not r.backend]
+    if tp.backend is None and planned:
+        first, *rest = planned
+        first.notes.insert(0, f"{tp.skipped}; planned {first.title} instead")
+        first.competitors = rest
+        return first
+    tp.competitors = planned
+    if planned:
+        tp.notes.append(f"measured beside {', '.join(r.title for r in planned)} in one table: the stack "
+                        f"is chosen from the numbers")
+    return tp
+
+
+def _own(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_key: str,
+         edges: list[graph.Edge], infos: Mapping[str, BackendInfo],
+         records: Mapping[str, BackendRecord], machine: Any, fell_back_from: str | None = None,
+         architecture: str | None = None) -> TargetPlan:
+    """``t`` planned on its own backend (or its fallback target's)."""
     tp = TargetPlan(name=fell_back_from or t.name, title=t.title, device=t.device,
                     present=bool(t.present(machine)))
     backend = next((b for b in t.backends if b in infos and t.format in infos[b].generation_formats()),
@@ -209,8 +248,8 @@ def _target(plan: Plan, t: Target, known: Mapping[str, Target], hub: str, hub_ke
         would = _would_be_route(t, hub, edges)
         if t.fallback and t.fallback in known:
             fb = known[t.fallback]
-            sub = _target(plan, fb, known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name,
-                          architecture=architecture)
+            sub = _own(plan, fb, known, hub, hub_key, edges, infos, records, machine, fell_back_from=t.name,
+                       architecture=architecture)
             sub.notes.insert(0, f"no installed backend generates text on this device ({why})"
                                 + (f"; the route {would} exists" if would else "")
                                 + f"; planned {fb.title} instead")

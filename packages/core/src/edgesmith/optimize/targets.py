@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -47,6 +48,10 @@ def _always(machine: Any) -> bool:
     return True
 
 
+def _never_declines(machine: Any, model: Path) -> str | None:
+    return None
+
+
 @attrs.frozen
 class Target:
     """A kind of device and how to make the best artifact for it."""
@@ -67,6 +72,14 @@ class Target:
     device_options: Mapping[str, str] = attrs.field(factory=dict)
     #: a target to use when none of ``backends`` can generate text here, and why
     fallback: str | None = None
+    #: targets for the same device planned beside this one and measured in its table, so the
+    #: choice between stacks is made from numbers (snapdragon-npu: llama.cpp on the Snapdragon
+    #: CPU, which on real devices sometimes decodes faster than the NPU); when this target's
+    #: own backend cannot take the model, they are planned alone
+    competitors: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: why this target's own backend is not planned for ``model`` on ``machine``, or None
+    #: (e.g. a simulated device that would take hours on a model this size)
+    declines: Callable[[Any, Path], str | None] = attrs.field(default=_never_declines, eq=False, repr=False)
     #: selectable with ``--target NAME`` (False: only as another target's fallback)
     offered: bool = True
     #: order in listings and in ``--target all`` (lower first)
