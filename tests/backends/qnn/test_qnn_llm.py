@@ -155,6 +155,7 @@ def test_the_readme_loop_runs_the_context_binaries_without_edgesmith(llm_pipelin
 def test_the_deploy_command_of_a_pipeline_loads_both_graphs_on_the_htp(llm_pipeline):
     """What optimize's deploy README says for a chosen QNN pipeline runs as written (in
     the pipeline's folder, as the README's paths are relative)."""
+    import ast
     import os
     import subprocess
     import sys
@@ -168,9 +169,14 @@ def test_the_deploy_command_of_a_pipeline_loads_both_graphs_on_the_htp(llm_pipel
     out = subprocess.run(cmds[0], shell=True, cwd=ctx.parent, env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    # a name that is not a pipeline's graph fails the same command: it really loads them
-    broken = cmds[0].replace("decode_ctx.onnx", "missing.onnx")
-    assert subprocess.run(broken, shell=True, cwd=ctx.parent, env=env, capture_output=True).returncode != 0
+    # it loaded every graph of the pipeline, and a graph that does not load fails it
+    loaded = ast.literal_eval([ln for ln in out.stdout.splitlines() if ln.startswith("[")][-1])
+    assert sorted(Path(g).name for g in loaded) == ["decode_ctx.onnx", "prefill_ctx.onnx"]
+    broken = ctx.parent / "broken"
+    broken.mkdir()
+    (broken / "decode_ctx.onnx").write_bytes(b"not a model")
+    cmd = edgesmith_deploy_commands(format="qnn", path="broken", entry="broken/decode_ctx.onnx")[0]
+    assert subprocess.run(cmd, shell=True, cwd=ctx.parent, env=env, capture_output=True).returncode != 0
 
 
 def test_optimize_plans_the_npu_only_where_the_simulator_can_measure_it(llm_pipeline, tmp_path):
@@ -200,3 +206,35 @@ def test_optimize_plans_the_npu_only_where_the_simulator_can_measure_it(llm_pipe
     why = npu.declines(x86, big)
     assert why and "no Hexagon NPU" in why and "5M" in why
     assert npu.declines(phone, big) is None  # on the device itself there is no limit
+
+
+def test_a_split_pipeline_runs_its_parts_in_turn_like_the_whole(llm_pipeline, tmp_path):
+    """-O parts=2: each step is two graphs by layers (the first from the token ids, the
+    second from the hidden state), each with only its layers' cache. Float: transformers'
+    own logits; a16w8 on the HTP: the same bounds as the unsplit pipeline, every node of
+    all four graphs on the HTP."""
+    b = llm_pipeline("llama3.2")
+    f = api.convert(b["hf"], to="qnn", backend="qnn", output=tmp_path / "float", options={**LLM_SHAPE, "parts": "2"})
+    spec = json.loads((f.path / "llm.json").read_text())
+    assert spec["parts"] == 2 and sorted(spec["graphs"]) == ["decode.0", "decode.1", "prefill.0", "prefill.1"]
+    ins = {k: [i.name for i in onnx.load(f.path / g, load_external_data=False).graph.input]
+           for k, g in spec["graphs"].items()}
+    outs = {k: [o.name for o in onnx.load(f.path / g, load_external_data=False).graph.output]
+            for k, g in spec["graphs"].items()}
+    assert ins["decode.0"] == ["input_ids", "cos", "sin", "attention_mask", "past_key_0", "past_value_0"]
+    assert ins["decode.1"] == ["hidden", "cos", "sin", "attention_mask", "past_key_1", "past_value_1"]
+    assert outs["prefill.0"] == ["hidden", "new_key_0", "new_value_0"] and outs["prefill.1"][0] == "logits"
+    with api.load(f.path, backend="qnn") as split, api.load(b["float"], backend="qnn") as whole:
+        ids = split.tokenize("The library was quiet and the river ran past the old mill")
+        assert np.abs(split.logprobs(ids) - whole.logprobs(ids)).max() < 1e-4
+    q = api.quantize(f.path, scheme="a16w8", backend="qnn", output=tmp_path / "qdq")
+    c = api.compile(q.path, device="npu", backend="qnn", output=tmp_path / "ctx")
+    cspec = json.loads((c.path / "llm.json").read_text())
+    assert all(g["placement"]["all_on_qnn"] for g in cspec["details"]["compile"]["graphs"].values())
+    assert len(cspec["details"]["compile"]["context_binaries"]) == 4
+    with api.load(c.path, backend="qnn") as runner:
+        fid = compare(b["hf"], runner, label="llama3.2 / qnn-a16w8 in 2 parts (htp)", max_positions=POSITIONS)
+    print(fid.row())
+    assert not fid.failures(top1=QDQ_TOP1, mean_kl=QDQ_KL, greedy=False), fid.failures(top1=QDQ_TOP1, mean_kl=QDQ_KL)
+    with pytest.raises(UserError, match="parts=3: the model has 2 layers"):
+        api.convert(b["hf"], to="qnn", backend="qnn", output=tmp_path / "bad", options={**LLM_SHAPE, "parts": "3"})

@@ -71,19 +71,20 @@ def edgesmith_deploy_commands(format: str, path: str, entry: str) -> list[str] |
 
     from .options import GRAPHS
 
-    # A compiled language-model pipeline's entry is one of its graphs: they load on the HTP
-    # like this, and the host's token loop over them is the README's "A language model on
-    # a Snapdragon NPU". (Only the names are known here: the paths are the README's.)
+    # A compiled language-model pipeline's entry is one of its graphs (of a step split by
+    # layers, ``decode.N``): they all load on the HTP like this, and the host's token loop
+    # over them is the README's "A language model on a Snapdragon NPU". Only names are
+    # known here (the paths are the README's), so the command finds the graphs itself.
     stem = Path(entry).stem
     suffix = "_ctx" if stem.endswith("_ctx") else ""
-    if stem.removesuffix(suffix) not in GRAPHS:
+    if stem.removesuffix(suffix).split(".")[0] not in GRAPHS:
         return [f"python -c \"import onnxruntime as ort; "
                 f"ort.InferenceSession('{entry}', providers=['QNNExecutionProvider'])\""]
-    graphs = [f"{g}{suffix}.onnx" for g in GRAPHS]
-    return [f"python -c \"import onnxruntime as ort, onnxruntime_qnn as q; "
+    return [f"python -c \"import glob, onnxruntime as ort, onnxruntime_qnn as q; "
             f"ort.register_execution_provider_library('QNNExecutionProvider', q.get_library_path()); "
             f"so = ort.SessionOptions(); so.add_provider_for_devices([e for e in ort.get_ep_devices() "
             f"if e.ep_name == 'QNNExecutionProvider'], {{'backend_type': 'htp'}}); "
-            f"[ort.InferenceSession('{path}/' + g, sess_options=so) for g in {graphs!r}]\"",
+            f"print([ort.InferenceSession(g, sess_options=so) and g for g in "
+            f"sorted(glob.glob('{path}/*{suffix}.onnx'))])\"",
             "# the token loop over these graphs (the KV cache is the host's): edgesmith's README, "
             "\"A language model on a Snapdragon NPU\""]

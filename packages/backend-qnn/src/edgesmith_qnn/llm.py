@@ -9,6 +9,11 @@ rotary angles (a table made by transformers at export, so every RoPE variant
 is the checkpoint's own). Nothing in the graphs depends on the position, so
 they need no control flow and no dynamic shapes.
 
+A model too big for one context binary is split by layers (``parts``): each
+step's graph becomes ``parts`` graphs run in turn, the first from the token ids,
+the others from the hidden state the one before returns, each with the cache
+rows of its own layers.
+
 ``llm.json`` beside the graphs says how they fit together; :class:`Pipeline`
 is that file's loop, shared by the runner, calibration and the tests.
 """
@@ -52,6 +57,10 @@ class Spec:
     #: float (as exported), qdq (quantized), context (compiled to context binaries)
     stage: str = "float"
     details: Mapping[str, Any] = attrs.field(factory=dict)
+    #: graphs per step, split by layers (1: prefill and decode are one graph each)
+    parts: int = 1
+    #: width of the hidden state passed between parts
+    hidden_size: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **attrs.asdict(self, recurse=False),
@@ -65,8 +74,30 @@ class Spec:
         return attrs.evolve(self, **changes)
 
     def steps(self) -> dict[str, int]:
-        """Tokens each graph takes per run."""
+        """Tokens each step's graphs take per run."""
         return {"prefill": self.chunk, "decode": 1}
+
+    def keys(self, step: str | None = None) -> list[str]:
+        """Graph keys of ``graphs`` (of one step, in run order): ``prefill`` and
+        ``decode``, or ``prefill.0``, ``prefill.1``, ... when split."""
+        steps = [step] if step else list(GRAPHS)
+        return [s if self.parts == 1 else f"{s}.{i}" for s in steps for i in range(self.parts)]
+
+    def layer_range(self, part: int) -> range:
+        """The layers of part ``part``: as even as the layer count allows."""
+        n, k = self.layers, self.parts
+        return range(part * n // k, (part + 1) * n // k)
+
+    def inputs(self, key: str) -> list[str]:
+        """Input names of graph ``key``, in order."""
+        part = int(key.split(".")[1]) if "." in key else 0
+        first = "input_ids" if part == 0 else "hidden"
+        return [first, "cos", "sin", "attention_mask", *cache_names(self.layer_range(part))]
+
+    def outputs(self, key: str) -> list[str]:
+        """Output names of graph ``key``: logits (last part) or the hidden state, then new rows."""
+        part = int(key.split(".")[1]) if "." in key else 0
+        return ["logits" if part == self.parts - 1 else "hidden", *new_names(self.layer_range(part))]
 
 
 def is_pipeline(directory: Path) -> bool:
@@ -87,21 +118,26 @@ def read_spec(directory: Path) -> Spec:
     data = {k: v for k, v in data.items() if k in fields}
     data["eos_token_ids"] = tuple(data.get("eos_token_ids") or ())
     spec = Spec(**data)
-    for name in GRAPHS:
-        if not (Path(directory) / spec.graphs[name]).is_file():
-            raise UserError(f"{directory} lacks its {name} graph {spec.graphs[name]}; "
+    for name in spec.keys():
+        if not (Path(directory) / spec.graphs.get(name, f"<{name} missing>")).is_file():
+            raise UserError(f"{directory} lacks its {name} graph {spec.graphs.get(name)}; "
                             f"convert the model again")
     return spec
 
 
-def cache_names(layers: int) -> list[str]:
-    """Graph input names of the cache, in order (keys then values, per layer)."""
-    return [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+def cache_names(layers: int | range) -> list[str]:
+    """Graph input names of the cache of ``layers`` (a count, or a range of layer
+    indices), in order: key then value, per layer."""
+    return [f"past_{kind}_{i}" for i in _range(layers) for kind in ("key", "value")]
 
 
-def new_names(layers: int) -> list[str]:
+def new_names(layers: int | range) -> list[str]:
     """Graph output names of the new rows, in the order of :func:`cache_names`."""
-    return [f"new_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    return [f"new_{kind}_{i}" for i in _range(layers) for kind in ("key", "value")]
+
+
+def _range(layers: int | range) -> range:
+    return layers if isinstance(layers, range) else range(layers)
 
 
 def read_rope(directory: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +146,10 @@ def read_rope(directory: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def session_run(session: Any) -> Run:
-    """An onnxruntime session as a :data:`Run`."""
+    """An onnxruntime session as a :data:`Run`; it takes its own inputs from a larger feed."""
     names = [o.name for o in session.get_outputs()]
-    return lambda feed: dict(zip(names, session.run(None, feed), strict=True))
+    wanted = [i.name for i in session.get_inputs()]
+    return lambda feed: dict(zip(names, session.run(None, {k: feed[k] for k in wanted}), strict=True))
 
 
 def cpu_runs(directory: Path, spec: Spec, threads: int | None = None) -> dict[str, Run]:
@@ -126,13 +163,13 @@ def cpu_runs(directory: Path, spec: Spec, threads: int | None = None) -> dict[st
         so.intra_op_num_threads = int(threads)
     return {name: session_run(ort.InferenceSession(str(Path(directory) / spec.graphs[name]), so,
                                                    providers=["CPUExecutionProvider"]))
-            for name in GRAPHS}
+            for name in spec.keys()}
 
 
 class Pipeline:
     """The host side: the cache, masks and angles around two graph runs.
 
-    ``runs`` maps ``prefill``/``decode`` to a function running that graph.
+    ``runs`` maps each graph key (:meth:`Spec.keys`) to a function running that graph.
     :meth:`feed` lays ``ids`` (at most one step's tokens) at the current
     position; :meth:`step` runs it and keeps the new rows; :meth:`extend`
     takes any number of tokens in steps and returns their logits.
@@ -179,12 +216,14 @@ class Pipeline:
 
     def step(self, graph: str, ids: Sequence[int]) -> np.ndarray:
         """Logits [n, vocab] of ``ids`` (n tokens at the current position); the cache advances."""
-        out = self.runs[graph](self.feed(graph, ids))
+        feed = self.feed(graph, ids)
+        for key in self.spec.keys(graph):  # split: each part hands the next its hidden state
+            feed.update(self.runs[key]({k: feed[k] for k in self.spec.inputs(key)}))
         n, p = len(ids), self.position
         for past, new in zip(cache_names(self.spec.layers), new_names(self.spec.layers), strict=True):
-            self.cache[past][:, :, p:p + n] = out[new][:, :, :n]
+            self.cache[past][:, :, p:p + n] = feed[new][:, :, :n]
         self.position += n
-        return np.asarray(out["logits"])[0, :n]
+        return np.asarray(feed["logits"])[0, :n]
 
     def extend(self, ids: Sequence[int]) -> np.ndarray:
         """Logits [len(ids), vocab]: full chunks through prefill, a last single token through decode."""

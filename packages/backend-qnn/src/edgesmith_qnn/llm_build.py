@@ -56,8 +56,8 @@ def calibration_feeds(directory: Path, spec: llm.Spec, text: Path | None, cap: i
         lines, name = text_lines(Path(text)), str(text)
     tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
     ids = [i for line in lines for i in tok.encode(line).ids]
-    want = {g: cap or n for g, n in DEFAULT_SAMPLES.items()}
-    rec: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in llm.GRAPHS}
+    want = {g: cap or DEFAULT_SAMPLES[g.split(".")[0]] for g in spec.keys()}
+    rec: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in spec.keys()}
     cpu = llm.cpu_runs(directory, spec, threads)
 
     def recording(g: str) -> llm.Run:
@@ -67,21 +67,22 @@ def calibration_feeds(directory: Path, spec: llm.Spec, text: Path | None, cap: i
             return cpu[g](feed)
         return run
 
-    pipe = llm.Pipeline(spec, llm.read_rope(directory), {g: recording(g) for g in llm.GRAPHS})
-    # Half of each passage is prefilled, the rest decoded: both graphs see caches
+    pipe = llm.Pipeline(spec, llm.read_rope(directory), {g: recording(g) for g in spec.keys()})
+    # Half of each passage is prefilled, the rest decoded: both steps see caches
     # from nearly empty to nearly full.
     prefill_len = max(spec.chunk, (spec.context // 2) // spec.chunk * spec.chunk)
+    decode = spec.keys("decode")[0]
     start = 0
-    while start + spec.context <= len(ids) and any(len(rec[g]) < want[g] for g in llm.GRAPHS):
+    while start + spec.context <= len(ids) and any(len(rec[g]) < want[g] for g in spec.keys()):
         passage = ids[start:start + spec.context]
         pipe.reset()
         pipe.extend(passage[:prefill_len])
         for t in passage[prefill_len:]:
-            if len(rec["decode"]) >= want["decode"]:
+            if len(rec[decode]) >= want[decode]:
                 break
             pipe.step("decode", [t])
         start += spec.context
-    if not rec["prefill"] or not rec["decode"]:
+    if not all(rec.values()):
         raise UserError(f"the calibration text ({name}) has fewer than {spec.context} tokens; give a "
                         f"longer --calibration text")
     return rec, {"kind": "text", "source": name, "samples": {g: len(v) for g, v in rec.items()}}
@@ -100,7 +101,7 @@ def quantize(source: Artifact, spec_q: QuantSpec, opts: Mapping[str, Any], outpu
     feeds, calib = calibration_feeds(directory, spec, spec_q.calibration and Path(spec_q.calibration),
                                      opts.get("samples"), ctx.threads)
     rewrites, placement = {}, {}
-    for name in llm.GRAPHS:
+    for name in spec.keys():
         ctx.progress(f"quantizing the {name} graph", None, None)
         model = graph.load(directory / spec.graphs[name])
         rewrites[name] = qdq_graph(model, feeds[name], p, opts, output / spec.graphs[name], ctx)
@@ -114,7 +115,7 @@ def quantize(source: Artifact, spec_q: QuantSpec, opts: Mapping[str, Any], outpu
     if placement:
         details["placement"] = placement
     spec.evolve(stage="qdq", details={**spec.details, "quantize": details}).write(output)
-    return Artifact(path=output, format="qnn", entry=spec.graphs["decode"], details=details)
+    return Artifact(path=output, format="qnn", entry=spec.graphs[spec.keys("decode")[-1]], details=details)
 
 
 def _quantized_spec(directory: Path) -> llm.Spec:
@@ -133,7 +134,7 @@ def compile_pipeline(source: Artifact, opts: Mapping[str, Any], output: Path, ct
     directory = Path(source.directory)
     spec = _quantized_spec(directory)
     graphs, facts = {}, {}
-    for name in llm.GRAPHS:
+    for name in spec.keys():
         src = directory / spec.graphs[name]
         dest = output / f"{name}_ctx.onnx"
         ctx.progress(f"writing the QNN context binary of the {name} graph", None, None)
@@ -148,7 +149,7 @@ def compile_pipeline(source: Artifact, opts: Mapping[str, Any], output: Path, ct
                "context_embedded": opts["embed"], "graphs": facts,
                "context_binaries": sorted(p.name for p in output.glob("*.bin"))}
     spec.evolve(stage="context", graphs=graphs, details={**spec.details, "compile": details}).write(output)
-    return Artifact(path=output, format="qnn", entry=graphs["decode"], details=details)
+    return Artifact(path=output, format="qnn", entry=graphs[spec.keys("decode")[-1]], details=details)
 
 
 def compile_pipeline_on_hub(source: Artifact, opts: Mapping[str, Any], output: Path, ctx: Context,
@@ -161,7 +162,7 @@ def compile_pipeline_on_hub(source: Artifact, opts: Mapping[str, Any], output: P
     directory = Path(source.directory)
     spec = _quantized_spec(directory)
     graphs, jobs = {}, {}
-    for name in llm.GRAPHS:
+    for name in spec.keys():
         sub = output / name
         sub.mkdir()
         ctx.progress(f"the {name} graph on Qualcomm AI Hub", None, None)
@@ -176,14 +177,16 @@ def compile_pipeline_on_hub(source: Artifact, opts: Mapping[str, Any], output: P
         ctx.progress(f"on {details['hub_speed']['device']}: decode {details['hub_speed']['decode_tps']:.1f} tok/s, "
                      f"prefill {details['hub_speed']['prefill_tps']:.1f} tok/s (AI Hub profile jobs)", None, None)
     spec.evolve(stage="context", graphs=graphs, details={**spec.details, "compile": details}).write(output)
-    return Artifact(path=output, format="qnn", entry=graphs["decode"], details=details)
+    return Artifact(path=output, format="qnn", entry=graphs[spec.keys("decode")[-1]], details=details)
 
 
 def _device_speed(spec: llm.Spec, profiles: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Token rates on the device from the two graphs' profiled inference times: one decode
-    run makes a token, one prefill run takes a chunk. The host loop's own time is not in
-    them (the cache copy between runs), so a real run is somewhat slower."""
-    ms = {g: float(p["inference_ms"]) for g, p in profiles.items()}
-    return {"device": profiles["decode"]["device"], "decode_ms": ms["decode"], "prefill_ms": ms["prefill"],
-            "decode_tps": 1000.0 / ms["decode"], "prefill_tps": 1000.0 * spec.chunk / ms["prefill"],
+    """Token rates on the device from the graphs' profiled inference times (a split
+    step's parts added up): one decode run makes a token, one prefill run takes a chunk.
+    The host loop's own time is not in them (the cache copy between runs), so a real
+    run is somewhat slower."""
+    ms = {step: sum(float(profiles[k]["inference_ms"]) for k in spec.keys(step)) for step in ("prefill", "decode")}
+    return {"device": next(iter(profiles.values()))["device"], "decode_ms": ms["decode"],
+            "prefill_ms": ms["prefill"], "decode_tps": 1000.0 / ms["decode"],
+            "prefill_tps": 1000.0 * spec.chunk / ms["prefill"],
             "peak_memory_mb": max((p.get("peak_memory_mb") or 0.0) for p in profiles.values()) or None}

@@ -82,20 +82,24 @@ def export(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Cont
     heads, kv = int(text.num_attention_heads), int(text.num_key_value_heads)
     head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
     layers = int(text.num_hidden_layers)
+    parts = _parts(options.get("parts"), sum(p.numel() for p in model.parameters()), layers)
     spec = llm.Spec(model_type=cfg["model_type"], vocab_size=int(text.vocab_size), layers=layers,
                     kv_heads=kv, head_dim=head_dim, context=context, chunk=chunk,
-                    mask_value=float(options["mask_value"]),
-                    graphs={"prefill": "prefill.onnx", "decode": "decode.onnx"},
-                    eos_token_ids=_eos_ids(model), stage="float")
+                    mask_value=float(options["mask_value"]), graphs={},
+                    eos_token_ids=_eos_ids(model), stage="float", parts=parts, hidden_size=int(text.hidden_size))
+    spec = spec.evolve(graphs={k: f"{k}.onnx" for k in spec.keys()})
     with torch.inference_mode():
         pos = torch.arange(context)[None]
         cos, sin = model.model.rotary_emb(torch.zeros(1, dtype=torch.float32), pos)
     np.savez(output / llm.ROPE_FILE, cos=cos[0].numpy(), sin=sin[0].numpy())
-    step = _step_module(torch, model, heads, kv, head_dim)
     for name, width in spec.steps().items():
-        ctx.progress(f"exporting the {name} graph ({width} token{'s' if width > 1 else ''}, "
-                     f"context {context})", None, None)
-        _export_graph(torch, step, spec, width, output / spec.graphs[name])
+        for part, key in enumerate(spec.keys(name)):
+            ctx.progress(f"exporting the {key} graph ({width} token{'s' if width > 1 else ''}, "
+                         f"context {context}" + (f", layers {_span(spec.layer_range(part))})" if parts > 1 else ")"),
+                         None, None)
+            step = _step_module(torch, model, heads, kv, head_dim, spec.layer_range(part),
+                                first=part == 0, last=part == parts - 1)
+            _export_graph(torch, step, spec, key, width, output / spec.graphs[key])
     for name in TEXT_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, output / name)
@@ -109,10 +113,11 @@ def export(source: Artifact, options: Mapping[str, Any], output: Path, ctx: Cont
 
     details = {"exporter": f"torch.onnx (TorchScript) {torch.__version__}, opset {OPSET}",
                "model_type": cfg["model_type"], "context": context, "chunk": chunk,
-               "graphs": dict(spec.graphs), "kv_cache": f"{layers} layers x {kv} heads x {head_dim}, host-held",
+               "graphs": dict(spec.graphs), "parts": parts,
+               "kv_cache": f"{layers} layers x {kv} heads x {head_dim}, host-held",
                "max_abs_logit_diff_vs_transformers": gap, "onnx": onnx.__version__}
     spec.evolve(details=details).write(output)
-    return Artifact(path=output, format="qnn", entry=spec.graphs["decode"], details=details)
+    return Artifact(path=output, format="qnn", entry=spec.graphs[spec.keys("decode")[-1]], details=details)
 
 
 def _eos_ids(model: Any) -> tuple[int, ...]:
@@ -123,8 +128,27 @@ def _eos_ids(model: Any) -> tuple[int, ...]:
     return tuple(int(e) for e in values if e is not None)
 
 
-def _step_module(torch: Any, model: Any, heads: int, kv: int, head_dim: int) -> Any:
-    """One step over C new tokens against the cache, from the checkpoint's own modules."""
+#: Weights per part when ``-O parts`` is not given: about 1 GB at 8 bits each, so every
+#: context binary stays well inside the HTP's 32-bit address space beside its activations.
+PART_WEIGHTS = 1_000_000_000
+
+
+def _parts(asked: Any, weights: int, layers: int) -> int:
+    if asked is None:
+        return max(1, min(layers, -(-weights // PART_WEIGHTS)))
+    if not 1 <= int(asked) <= layers:
+        raise UserError(f"-O parts={asked}: the model has {layers} layers; give 1 to {layers} parts")
+    return int(asked)
+
+
+def _span(r: range) -> str:
+    return f"{r.start}-{r.stop - 1}" if len(r) > 1 else str(r.start)
+
+
+def _step_module(torch: Any, model: Any, heads: int, kv: int, head_dim: int, layers: range, *,
+                 first: bool, last: bool) -> Any:
+    """One step over C new tokens of ``layers`` against their cache, from the checkpoint's own
+    modules: from the token ids when ``first`` (else the hidden state), to logits when ``last``."""
     group = heads // kv
 
     def rotate(x: Any, cos: Any, sin: Any) -> Any:
@@ -137,58 +161,60 @@ def _step_module(torch: Any, model: Any, heads: int, kv: int, head_dim: int) -> 
             super().__init__()
             self.lm = model
 
-        def forward(self, input_ids: Any, cos: Any, sin: Any, attention_mask: Any, *past: Any) -> Any:
+        def forward(self, x: Any, cos: Any, sin: Any, attention_mask: Any, *past: Any) -> Any:
             inner = self.lm.model
-            c = input_ids.shape[1]
-            h = inner.embed_tokens(input_ids)
+            c = x.shape[1]
+            h = inner.embed_tokens(x) if first else x
             cos, sin = cos[:, None], sin[:, None]  # [1, 1, C, head_dim]: the same for every head
             new = []
-            for i, layer in enumerate(inner.layers):
+            for j, i in enumerate(layers):
+                layer = inner.layers[i]
                 attn = layer.self_attn
-                x = layer.input_layernorm(h)
-                q = attn.q_proj(x).view(1, c, heads, head_dim)
-                k = attn.k_proj(x).view(1, c, kv, head_dim)
-                v = attn.v_proj(x).view(1, c, kv, head_dim).transpose(1, 2)
+                y = layer.input_layernorm(h)
+                q = attn.q_proj(y).view(1, c, heads, head_dim)
+                k = attn.k_proj(y).view(1, c, kv, head_dim)
+                v = attn.v_proj(y).view(1, c, kv, head_dim).transpose(1, 2)
                 if getattr(attn, "q_norm", None) is not None:  # Qwen3: RMSNorm per head
                     q, k = attn.q_norm(q), attn.k_norm(k)
                 q = rotate(q.transpose(1, 2), cos, sin)
                 k = rotate(k.transpose(1, 2), cos, sin)
-                keys = torch.cat([past[2 * i], k], dim=2)
-                values = torch.cat([past[2 * i + 1], v], dim=2)
+                keys = torch.cat([past[2 * j], k], dim=2)
+                values = torch.cat([past[2 * j + 1], v], dim=2)
                 # Grouped-query attention one KV head at a time: 4-D broadcasts only.
                 outs = []
-                for j in range(kv):
-                    qj = q[:, j * group:(j + 1) * group]
-                    s = torch.matmul(qj, keys[:, j:j + 1].transpose(2, 3)) * attn.scaling + attention_mask
-                    outs.append(torch.matmul(torch.softmax(s, dim=-1), values[:, j:j + 1]))
+                for g in range(kv):
+                    qg = q[:, g * group:(g + 1) * group]
+                    s = torch.matmul(qg, keys[:, g:g + 1].transpose(2, 3)) * attn.scaling + attention_mask
+                    outs.append(torch.matmul(torch.softmax(s, dim=-1), values[:, g:g + 1]))
                 o = torch.cat(outs, dim=1) if kv > 1 else outs[0]
                 h = h + attn.o_proj(o.transpose(1, 2).reshape(1, c, heads * head_dim))
                 h = h + layer.mlp(layer.post_attention_layernorm(h))
                 new += [k, v]
-            return (self.lm.lm_head(inner.norm(h)), *new)
+            return (self.lm.lm_head(inner.norm(h)) if last else h, *new)
 
     return Step().eval()
 
 
 def _probe_feed(spec: llm.Spec, width: int) -> dict[str, np.ndarray]:
-    """A feed of the graph's shapes for tracing (values do not matter to the export)."""
+    """A feed of the graphs' shapes for tracing (values do not matter to the export)."""
     pipe = llm.Pipeline(spec, (np.ones((spec.context, spec.head_dim), np.float32),
                                np.zeros((spec.context, spec.head_dim), np.float32)), {})
-    return pipe.feed("prefill" if width > 1 else "decode", [1] * width)
+    feed = pipe.feed("prefill" if width > 1 else "decode", [1] * width)
+    feed["hidden"] = np.zeros((1, width, spec.hidden_size), np.float32)
+    return feed
 
 
-def _export_graph(torch: Any, step: Any, spec: llm.Spec, width: int, dest: Path) -> None:
+def _export_graph(torch: Any, step: Any, spec: llm.Spec, key: str, width: int, dest: Path) -> None:
     feed = _probe_feed(spec, width)
-    names = ["input_ids", "cos", "sin", "attention_mask", *llm.cache_names(spec.layers)]
+    names = spec.inputs(key)
     args = tuple(torch.from_numpy(feed[n]) for n in names)
     try:
         with torch.no_grad():  # tracing refuses inference-mode tensors
-            torch.onnx.export(step, args, str(dest), input_names=names,
-                              output_names=["logits", *llm.new_names(spec.layers)],
+            torch.onnx.export(step, args, str(dest), input_names=names, output_names=spec.outputs(key),
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
     except Exception as exc:  # the exporter raises many types, with long multi-line messages
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise BackendError(f"torch.onnx could not export the {dest.stem} graph: {first}") from None
+        raise BackendError(f"torch.onnx could not export the {key} graph: {first}") from None
 
 
 def _max_gap(model: Any, directory: Path, spec: llm.Spec) -> float:

@@ -32,7 +32,7 @@ def load(directory: Path, opts: Mapping[str, Any], ctx: Context) -> LlmRunner:
     else:
         runs = {name: llm.session_run(ep.session(directory / spec.graphs[name], opts,
                                                  cpu_fallback=opts["cpu_fallback"], threads=ctx.threads))
-                for name in llm.GRAPHS}
+                for name in spec.keys()}
         where = "htp"
     return LlmRunner(directory, spec, runs, where)
 

@@ -75,6 +75,8 @@ LLM_CONVERT_OPTIONS = (
     Option("context", "int", "tokens the KV cache holds (prompt + generated); the graphs' fixed size",
            default=256, min=8, max=32768),
     Option("chunk", "int", "prompt tokens the prefill graph takes per run", default=32, min=2, max=4096),
+    Option("parts", "int", "split each graph by layers into this many graphs run in turn (default: one "
+           "part per 1e9 weights, so each context binary stays small enough for the HTP)", min=1, max=256),
     MASK_VALUE,
 )
 
