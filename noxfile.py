@@ -164,8 +164,11 @@ def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str
             cmd = [python, "-m", "pytest", "-p", "no:cacheprovider", "-rs", *paths]
             t0 = time.monotonic()
             with tempfile.TemporaryFile("w+") as log:
-                rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**base, **_pytest_env(require, backend is not None)})
+                try:
+                    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**base, **_pytest_env(require, backend is not None)})
+                except OSError as exc:  # a missing environment: the job fails, the lane goes on
+                    rc, _ = 127, log.write(f"cannot run {cmd[0]}: {exc}\n")
                 log.seek(0)
                 with lock:
                     print(f"\n===== {name}: {' '.join(cmd[1:])} — exit {rc} in {time.monotonic() - t0:.0f} s =====",
