@@ -137,11 +137,15 @@ def _suite_jobs() -> list[tuple[str, str | None, tuple[str, ...], list[str]]]:
 def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str, ...], list[str]]],
                lanes: int) -> None:
     """Run ``jobs`` on ``lanes`` parallel pytest processes (each job's output is printed
-    whole when it ends); fails the session if any job failed. The suites are mostly
-    one busy core each (Python, subprocesses, small models), so two lanes on two cores
-    roughly halve the wall time."""
+    whole when it ends); fails the session if any job failed.
+
+    Each lane is pinned to its own share of the CPUs (Linux affinity, which the
+    stacks' thread counts follow: edgesmith's physical_cores, llama.cpp, ONNX
+    Runtime, OpenMP): unpinned, llama.cpp's and ONNX Runtime's spinning thread
+    pools in one lane starve the other, and two lanes took as long as one."""
     import queue
     import subprocess
+    import sys
     import tempfile
     import threading
     import time
@@ -154,7 +158,13 @@ def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str
     base = {**os.environ, "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "VIRTUAL_ENV": str(session.virtualenv.location)}
 
-    def lane() -> None:
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    shares = [set(cpus[i::lanes]) for i in range(lanes)] if len(cpus) >= lanes > 1 else [None] * lanes
+
+    def lane(share: set[int] | None) -> None:
+        # Pinned by a tiny exec wrapper: preexec_fn is not safe beside threads.
+        pin = [sys.executable, "-c", f"import os, sys; os.sched_setaffinity(0, {sorted(share)}); "
+               "os.execv(sys.argv[1], sys.argv[1:])"] if share else []
         while True:
             try:
                 name, backend, require, paths = todo.get_nowait()
@@ -165,19 +175,20 @@ def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str
             t0 = time.monotonic()
             with tempfile.TemporaryFile("w+") as log:
                 try:
-                    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                    rc = subprocess.call([*pin, *cmd], stdout=log, stderr=subprocess.STDOUT,
                                          env={**base, **_pytest_env(require, backend is not None)})
                 except OSError as exc:  # a missing environment: the job fails, the lane goes on
                     rc, _ = 127, log.write(f"cannot run {cmd[0]}: {exc}\n")
                 log.seek(0)
                 with lock:
-                    print(f"\n===== {name}: {' '.join(cmd[1:])} — exit {rc} in {time.monotonic() - t0:.0f} s =====",
-                          flush=True)
+                    cpus_of = f" on CPUs {sorted(share)}" if share else ""
+                    print(f"\n===== {name}: {' '.join(cmd[1:])} — exit {rc} in {time.monotonic() - t0:.0f} s"
+                          f"{cpus_of} =====", flush=True)
                     print(log.read(), flush=True)
                     if rc:
                         failed.append(name)
 
-    threads = [threading.Thread(target=lane) for _ in range(lanes)]
+    threads = [threading.Thread(target=lane, args=(share,)) for share in shares]
     for t in threads:
         t.start()
     for t in threads:
