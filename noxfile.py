@@ -5,7 +5,7 @@ own environment through `edgesmith install ./packages/backend-NAME` (on the
 pins the backend ships, in .nox/edgesmith-home), exactly as a user installs.
 
 - tests: every backend, the whole suite (cross-backend tests from the core's
-  environment, each backend's tests in its own).
+  environment, each backend's tests in its own), as jobs on one or two lanes.
 - core: the core alone (no vendor stack), its own tests.
 - backend-<name>: that one backend, its tests plus the core's.
 - demo: every backend, then the main job (`edgesmith optimize --target all`) on SmolLM2-135M.
@@ -139,10 +139,11 @@ def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str
     """Run ``jobs`` on ``lanes`` parallel pytest processes (each job's output is printed
     whole when it ends); fails the session if any job failed.
 
-    Each lane is pinned to its own share of the CPUs (Linux affinity, which the
-    stacks' thread counts follow: edgesmith's physical_cores, llama.cpp, ONNX
-    Runtime, OpenMP): unpinned, llama.cpp's and ONNX Runtime's spinning thread
-    pools in one lane starve the other, and two lanes took as long as one."""
+    With two lanes or more, each is pinned to its own share of the CPUs, two at
+    least (Linux affinity, which the stacks' thread counts follow: edgesmith's
+    physical_cores, llama.cpp, ONNX Runtime, OpenMP): unpinned, llama.cpp's and
+    ONNX Runtime's spinning thread pools in one lane starve the other, and two
+    lanes on two CPUs took as long as one."""
     import queue
     import subprocess
     import sys
@@ -159,7 +160,7 @@ def _run_lanes(session: nox.Session, jobs: list[tuple[str, str | None, tuple[str
             "VIRTUAL_ENV": str(session.virtualenv.location)}
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    shares = [set(cpus[i::lanes]) for i in range(lanes)] if len(cpus) >= lanes > 1 else [None] * lanes
+    shares = [set(cpus[i::lanes]) for i in range(lanes)] if len(cpus) >= 2 * lanes > 2 else [None] * lanes
 
     def lane(share: set[int] | None) -> None:
         # Pinned by a tiny exec wrapper: preexec_fn is not safe beside threads.
@@ -213,8 +214,10 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         _pytest(session, *session.posargs, require=BACKENDS)
         return
-    # EDGESMITH_TEST_LANES=1 runs the jobs one after another.
-    lanes = int(os.environ.get("EDGESMITH_TEST_LANES") or min(2, os.cpu_count() or 1))
+    # Two lanes where each gets two CPUs of its own (OpenVINO's CPU plugin dies with SIGFPE
+    # in a process allowed one CPU); EDGESMITH_TEST_LANES=N overrides.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    lanes = int(os.environ.get("EDGESMITH_TEST_LANES") or min(2, max(1, cpus // 2)))
     _run_lanes(session, _suite_jobs(), max(1, lanes))
 
 
