@@ -90,14 +90,19 @@ class Spec:
 
     def inputs(self, key: str) -> list[str]:
         """Input names of graph ``key``, in order."""
-        part = int(key.split(".")[1]) if "." in key else 0
+        part = _part(key)
         first = "input_ids" if part == 0 else "hidden"
         return [first, "cos", "sin", "attention_mask", *cache_names(self.layer_range(part))]
 
     def outputs(self, key: str) -> list[str]:
         """Output names of graph ``key``: logits (last part) or the hidden state, then new rows."""
-        part = int(key.split(".")[1]) if "." in key else 0
+        part = _part(key)
         return ["logits" if part == self.parts - 1 else "hidden", *new_names(self.layer_range(part))]
+
+
+def _part(key: str) -> int:
+    """The part index of graph key ``decode.1`` (0 for an unsplit ``decode``)."""
+    return int(key.split(".")[1]) if "." in key else 0
 
 
 def is_pipeline(directory: Path) -> bool:
